@@ -1,0 +1,1 @@
+"""Gradio and Streamlit front ends; UI only, all computation lives in core/."""

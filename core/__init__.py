@@ -1,0 +1,1 @@
+"""Latent Lab core library: generators, disentanglement models, metrics and training."""

@@ -1,0 +1,84 @@
+"""One checkpoint format: round trips exactly, and every kind of bad file fails with a message that says why."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from core.stylegan3 import Generator
+from tests.conftest import tiny_kwargs
+
+
+def _save(G, path):
+    return save_checkpoint(path, G.state_dict(), {"kind": "stylegan3", "init_kwargs": G.init_kwargs})
+
+
+def test_round_trip_gives_identical_images(tmp_path, tiny_generator):
+    path = _save(tiny_generator, tmp_path / "g")
+    assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
+    loaded = Generator.from_pretrained(path)
+    z = tiny_generator.z_from_seed(11, batch=2)
+    with torch.no_grad():
+        assert torch.equal(loaded(z, truncation_psi=0.6), tiny_generator(z, truncation_psi=0.6))
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_truncated_file_fails_clearly(tmp_path, tiny_generator):
+    path = _save(tiny_generator, tmp_path / "g")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        Generator.from_pretrained(path)
+
+
+def test_wrong_architecture_names_mismatched_tensors(tmp_path, tiny_generator):
+    path = _save(tiny_generator, tmp_path / "g")
+    config = json.loads(path.with_suffix(".json").read_text())
+    config["init_kwargs"]["channel_max"] = 16
+    path.with_suffix(".json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"shape mismatch \(\d+\): .*weight: file \[32, ") as e:
+        Generator.from_pretrained(path)
+    assert "Generator" in str(e.value)
+
+
+def test_missing_and_unexpected_tensors_are_named(tmp_path, tiny_generator):
+    state = tiny_generator.state_dict()
+    state.pop("mapping.w_avg")
+    state["extra.tensor"] = torch.zeros(3)
+    path = save_checkpoint(tmp_path / "g", state, {"kind": "stylegan3", "init_kwargs": tiny_generator.init_kwargs})
+    with pytest.raises(CheckpointError) as e:
+        Generator.from_pretrained(path)
+    assert "missing (1): mapping.w_avg" in str(e.value)
+    assert "unexpected (1): extra.tensor" in str(e.value)
+
+
+def test_nan_weights_are_refused(tmp_path, tiny_generator):
+    state = tiny_generator.state_dict()
+    state["mapping.fc0.weight"][0, 0] = float("nan")
+    path = save_checkpoint(tmp_path / "g", state, {"kind": "stylegan3", "init_kwargs": tiny_generator.init_kwargs})
+    with pytest.raises(CheckpointError, match="non-finite.*mapping.fc0.weight"):
+        Generator.from_pretrained(path)
+
+
+def test_unknown_name_lists_what_exists(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at 'no-such-model'.*embedded checkpoints"):
+        Generator.from_pretrained("no-such-model")
+
+
+def test_wrong_kind_and_missing_config(tmp_path, tiny_generator):
+    path = save_checkpoint(tmp_path / "v", tiny_generator.state_dict(), {"kind": "vae", "init_kwargs": {}})
+    with pytest.raises(CheckpointError, match="holds a 'vae' model, not a 'stylegan3'"):
+        Generator.from_pretrained(path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(CheckpointError, match="no config beside it"):
+        load_checkpoint(path)
+    path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+
+def test_config_needs_kind(tmp_path, tiny_generator):
+    with pytest.raises(ValueError, match="kind"):
+        save_checkpoint(tmp_path / "g", tiny_generator.state_dict(), {"init_kwargs": {}})
