@@ -100,3 +100,11 @@ def test_fast_ops_match_reference_ops_end_to_end():
             fast = G(z)
             ref = G(z, reference_ops=True)
         assert torch.allclose(fast, ref, atol=1e-5 * max(1.0, ref.abs().max().item()))
+
+
+def test_compiled_synthesis_gives_same_images():
+    G = Generator(**tiny_kwargs("stylegan3-t", 16, channel_base=256, channel_max=16)).eval()
+    ws = G.mapping(torch.randn(2, 32))
+    fast = torch.compile(G.synthesis, dynamic=False)
+    with torch.no_grad():
+        assert torch.allclose(fast(ws), G.synthesis(ws), atol=1e-5)

@@ -16,23 +16,24 @@ RENDER_CHUNK = 256
 
 
 def iter_batches(identities: int, per_identity: int, resolution: int = 64, seed: int = 0, world_seed: int = 0,
-                 chunk: int = RENDER_CHUNK, first_identity: int = 0) -> Iterator[FaceBatch]:
+                 chunk: int = RENDER_CHUNK, first_identity: int = 0, fast: bool = False) -> Iterator[FaceBatch]:
     """Render identities x per_identity faces (each identity's images consecutive), in chunks; deterministic."""
     if identities < 1 or per_identity < 1:
         raise ValueError("identities and per_identity must be >= 1")
     ids = torch.arange(first_identity, first_identity + identities).repeat_interleave(per_identity)
     for start in range(0, len(ids), chunk):
         part = ids[start:start + chunk]
-        yield render_faces(part, seed=seed * 1_000_003 + start // chunk, resolution=resolution, world_seed=world_seed)
+        yield render_faces(part, seed=seed * 1_000_003 + start // chunk, resolution=resolution, world_seed=world_seed,
+                           fast=fast)
 
 
 class SynthFacesDataset(torch.utils.data.Dataset):
     """All images rendered once into memory: (image [3,R,R] in [0,1], identity, factors, landmarks)."""
 
     def __init__(self, identities: int, per_identity: int, resolution: int = 64, seed: int = 0,
-                 world_seed: int = 0, first_identity: int = 0) -> None:
+                 world_seed: int = 0, first_identity: int = 0, fast: bool = False) -> None:
         batches = list(iter_batches(identities, per_identity, resolution, seed, world_seed,
-                                    first_identity=first_identity))
+                                    first_identity=first_identity, fast=fast))
         self.images = torch.cat([b.images for b in batches])
         self.identity = torch.cat([b.identity for b in batches])
         self.factors = torch.cat([b.factors for b in batches])
@@ -48,7 +49,7 @@ class SynthFacesDataset(torch.utils.data.Dataset):
 
 
 def export(out: str | Path, identities: int, per_identity: int, resolution: int = 64, seed: int = 0,
-           world_seed: int = 0, progress: bool = True) -> Path:
+           world_seed: int = 0, progress: bool = True, fast: bool = False) -> Path:
     """Write `images/NNNNNNN.png` and `labels.jsonl` (file, identity, named factors, landmarks) under `out`."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def export(out: str | Path, identities: int, per_identity: int, resolution: int 
     index = 0
     with open(out / "labels.jsonl.tmp", "w") as labels, tqdm(total=total, disable=not progress, unit="img",
                                                             desc="SynthFaces") as bar:
-        for batch in iter_batches(identities, per_identity, resolution, seed, world_seed):
+        for batch in iter_batches(identities, per_identity, resolution, seed, world_seed, fast=fast):
             for k in range(batch.images.shape[0]):
                 name = f"images/{index:07d}.png"
                 to_pil(batch.images[k]).save(out / name)

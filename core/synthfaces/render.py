@@ -33,6 +33,7 @@ _SCLERA = (0.97, 0.96, 0.93)
 _FRAME = (0.12, 0.10, 0.10)
 _LENS = (0.07, 0.08, 0.10)
 HEAD_Y = 0.0          # head centre
+ZOOM = 1.3            # image half-width / world half-width shown: the face fills most of the frame
 NECK_PIVOT_Y = 0.45   # roll pivot
 
 
@@ -172,8 +173,8 @@ def landmarks_from_geometry(g: dict[str, torch.Tensor], resolution: int) -> torc
     ys = torch.stack([p[1] for p in pts], dim=1)
     roll = g["roll"].unsqueeze(1)
     xs, ys = _roll_points(xs, ys, roll)
-    scale = resolution / 2
-    return torch.stack([(xs + 1) * scale - 0.5, (ys + 1) * scale - 0.5], dim=2)
+    scale = resolution * ZOOM / 2
+    return torch.stack([(xs + 1 / ZOOM) * scale - 0.5, (ys + 1 / ZOOM) * scale - 0.5], dim=2)
 
 
 def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,15 +189,15 @@ def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, t
     b = factors.shape[0]
     f = {name: factors[:, i] for i, name in enumerate(FACTOR_NAMES)}
     g = _geometry(f)
-    pixel = 2.0 / resolution
-    coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) * pixel - 1
+    pixel = 2.0 / resolution / ZOOM  # world units per pixel
+    coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) * pixel - 1 / ZOOM
     v0 = coords.view(1, -1, 1).expand(b, resolution, resolution)
     u0 = coords.view(1, 1, -1).expand(b, resolution, resolution)
 
     # Background: a soft vertical gradient of the background hue.
     hue = f["background"].view(-1, 1) + torch.tensor([0.0, 1 / 3, 2 / 3])
     bg = 0.62 + 0.22 * torch.cos(2 * math.pi * hue)
-    canvas = _Canvas(_col(bg) * (1.08 - 0.16 * (v0.unsqueeze(1) + 1) / 2), pixel)
+    canvas = _Canvas(_col(bg) * (1.08 - 0.16 * (v0.unsqueeze(1) * ZOOM + 1) / 2), pixel)
 
     skin = _palette((_SKIN_LIGHT, _SKIN_DARK), f["skin_tone"])
     hair = _palette(_HAIR, f["hair_colour"])
@@ -238,8 +239,8 @@ def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, t
     def patch(cx: torch.Tensor, cy: torch.Tensor, radius: float) -> _Patch:
         ix, iy = _roll_points(cx, cy, g["roll"])
         size = min(resolution, int(math.ceil(2 * radius / pixel)) + 3)
-        ox = (((ix + 1) / pixel - 0.5) - size / 2).round().long().clamp(0, resolution - size)
-        oy = (((iy + 1) / pixel - 0.5) - size / 2).round().long().clamp(0, resolution - size)
+        ox = (((ix + 1 / ZOOM) / pixel - 0.5) - size / 2).round().long().clamp(0, resolution - size)
+        oy = (((iy + 1 / ZOOM) / pixel - 0.5) - size / 2).round().long().clamp(0, resolution - size)
         return _Patch(canvas, ox, oy, size, coords)
 
     # Ears, hidden on the side the head turns towards.
@@ -352,9 +353,35 @@ def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, t
     return canvas.img.clamp(0, 1), landmarks_from_geometry(g, resolution)
 
 
-def render_faces(identity_ids: torch.Tensor, seed: int, resolution: int = 64, world_seed: int = 0) -> FaceBatch:
-    """Render one image per identity id, attributes drawn from `seed`; deterministic in (ids, seed, world_seed)."""
+FAST_BATCH = 256
+_compiled_render = None
+
+
+def fast_render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same output as `render`, through torch.compile: about 10x faster on CPU after a one-off compile of a
+    minute or two per resolution. Batches run in fixed chunks of FAST_BATCH so that nothing recompiles."""
+    global _compiled_render
+    if _compiled_render is None:
+        _compiled_render = torch.compile(render, dynamic=False)
+    if factors.ndim != 2 or factors.shape[1] != NUM_FACTORS:
+        raise ValueError(f"factors must have shape [batch, {NUM_FACTORS}], got {list(factors.shape)}")
+    images, landmarks = [], []
+    for start in range(0, factors.shape[0], FAST_BATCH):
+        part = factors[start:start + FAST_BATCH]
+        n = part.shape[0]
+        if n < FAST_BATCH:
+            part = torch.cat([part, part[-1:].expand(FAST_BATCH - n, -1)])
+        img, lm = _compiled_render(part, resolution)
+        images.append(img[:n])
+        landmarks.append(lm[:n])
+    return torch.cat(images), torch.cat(landmarks)
+
+
+def render_faces(identity_ids: torch.Tensor, seed: int, resolution: int = 64, world_seed: int = 0,
+                 fast: bool = False) -> FaceBatch:
+    """Render one image per identity id, attributes drawn from `seed`; deterministic in (ids, seed, world_seed).
+    `fast` uses the compiled renderer (worth it for tens of thousands of images)."""
     ids = torch.as_tensor(identity_ids, dtype=torch.int64)
     factors = sample_factors(ids, seed, world_seed)
-    images, landmarks = render(factors, resolution)
+    images, landmarks = (fast_render if fast else render)(factors, resolution)
     return FaceBatch(images=images, identity=ids, factors=factors, landmarks=landmarks)

@@ -1,0 +1,100 @@
+"""The SynthFaces face analyzer: one small CNN with identity, factor and landmark heads.
+
+It is the embedded, differentiable stand-in for InsightFace: `identity` is an L2-normalised embedding (trained
+with an ArcFace margin loss), `factors` predicts every SynthFaces factor in [0, 1], `landmarks` the landmark
+positions (trained as fractions of the image size, returned in pixels). Any input size is resized to the analyzer's resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from core.synthfaces.factors import NUM_FACTORS
+from core.synthfaces.render import NUM_LANDMARKS
+
+
+@dataclass
+class Analysis:
+    """Analyzer outputs for a batch: embedding [B, D] (unit norm), factors [B, F] in [0, 1] (None where the
+    backend predicts none), landmarks [B, L, 2] in input pixels."""
+
+    embedding: torch.Tensor
+    factors: Optional[torch.Tensor]
+    landmarks: Optional[torch.Tensor]
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> list[torch.nn.Module]:
+    return [torch.nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), torch.nn.BatchNorm2d(cout),
+            torch.nn.ReLU(inplace=True)]
+
+
+def _block(cin: int, cout: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(*_conv(cin, cout), *_conv(cout, cout), torch.nn.MaxPool2d(2))
+
+
+class FaceAnalyzer(torch.nn.Module):
+    """Strided stem and 3 conv blocks (/16) -> an FC trunk for the identity embedding; a separate FC branch on
+    the /8 features for the factors; landmarks by soft-argmax over heatmaps at 1/4 resolution, built from the /4 features plus
+    the upsampled /8 features."""
+
+    def __init__(self, resolution: int = 64, width: int = 16, embed_dim: int = 128, hidden: int = 256) -> None:
+        super().__init__()
+        if resolution % 16:
+            raise ValueError("resolution must be a multiple of 16")
+        self.resolution = resolution
+        self.embed_dim = embed_dim
+        self.stem = torch.nn.Sequential(*_conv(3, width, stride=2))
+        self.block1 = _block(width, width * 2)
+        self.block2 = _block(width * 2, width * 4)
+        self.block3 = _block(width * 4, width * 8)
+        cells = (resolution // 16) ** 2
+        self.trunk = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(width * 8 * cells, hidden),
+                                         torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(inplace=True))
+        self.identity_head = torch.nn.Linear(hidden, embed_dim)
+        # Factors get a branch of their own: the identity loss teaches the shared trunk to ignore expression.
+        # It reads the /8 features (shared with the landmark heatmaps, so they keep expression detail).
+        self.factor_head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(width * 4 * cells * 4, hidden),
+                                               torch.nn.ReLU(inplace=True), torch.nn.Linear(hidden, NUM_FACTORS))
+        self.landmark_lateral = torch.nn.Conv2d(width * 4, width * 2, 1)
+        self.landmark_head = torch.nn.Sequential(*_conv(width * 4, width * 4), *_conv(width * 4, width * 4),
+                                                 torch.nn.Conv2d(width * 4, NUM_LANDMARKS, 1))
+        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
+        self.init_kwargs = dict(resolution=resolution, width=width, embed_dim=embed_dim, hidden=hidden)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Check [B, 3, H, W] images in [0, 1] and resize them to the analyzer's resolution."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must have shape [batch, 3, H, W], got {list(images.shape)}")
+        if images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
+            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        return images
+
+    def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Un-normalised head outputs: (embedding, factor logits, landmark fractions [B, L, 2])."""
+        f1 = self.block1(self.stem((self.prepare(images) - self.mean) * 2))
+        f2 = self.block2(f1)
+        h = self.trunk(self.block3(f2))
+        up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        heat = self.landmark_head(torch.cat([f1, up], dim=1))
+        b, n, hh, ww = heat.shape
+        prob = torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
+        xs = (torch.arange(ww, dtype=prob.dtype, device=prob.device) + 0.5) / ww
+        ys = (torch.arange(hh, dtype=prob.dtype, device=prob.device) + 0.5) / hh
+        lm = torch.stack([(prob.sum(2) * xs).sum(2), (prob.sum(3) * ys).sum(2)], dim=2)
+        return self.identity_head(h), self.factor_head(f2), lm
+
+    def forward(self, images: torch.Tensor) -> Analysis:
+        emb, logits, lm = self.raw(images)
+        size = images.shape[-1]
+        return Analysis(embedding=F.normalize(emb, dim=1), factors=torch.sigmoid(logits), landmarks=lm * size - 0.5)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path = "synthfaces_analyzer", device: str | torch.device = "cpu") -> "FaceAnalyzer":
+        """Load the shipped analyzer (or any analyzer checkpoint)."""
+        from core.checkpoints import load_module
+        return load_module(cls, path_or_name, kind="face_analyzer", device=device)

@@ -1,0 +1,1 @@
+"""Training loops (one per model) and the shared run-directory format."""

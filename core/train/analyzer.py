@@ -1,0 +1,167 @@
+"""Train the SynthFaces face analyzer: ArcFace identity loss + factor loss + landmark loss.
+
+    python -m core.train analyzer --config configs/analyzer_synthfaces64.yaml [--resume] [--set key=value ...]
+
+The ArcFace margin grows from 0 over the first `margin_warmup_epochs`. Training identities are ids 0..N-1; validation uses held-out ids from 1,000,000 on. Attributes are re-rendered
+every `refresh_every` epochs so that the analyzer sees each identity in many poses and expressions.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.analysis.evaluate import evaluate_analyzer
+from core.analysis.model import FaceAnalyzer
+from core.checkpoints import save_checkpoint
+from core.synthfaces.dataset import SynthFacesDataset
+from core.synthfaces.factors import BINARY_FACTORS, FACTOR_NAMES
+from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+
+VAL_FIRST_IDENTITY = 1_000_000
+
+
+@dataclass
+class AnalyzerConfig:
+    """Schema of configs/analyzer_*.yaml."""
+
+    name: str = "analyzer_synthfaces64"
+    runs_dir: str = "runs"
+    resolution: int = 64
+    train_identities: int = 1500
+    per_identity: int = 12
+    val_identities: int = 200
+    val_per_identity: int = 4
+    width: int = 16
+    embed_dim: int = 128
+    hidden: int = 256
+    batch_size: int = 128
+    epochs: int = 10
+    lr: float = 0.002
+    weight_decay: float = 0.0005
+    arcface_scale: float = 30.0
+    arcface_margin: float = 0.4
+    weight_identity: float = 1.0
+    weight_factors: float = 4.0
+    weight_landmarks: float = 50.0
+    margin_warmup_epochs: float = 2.0
+    refresh_every: int = 1
+    seed: int = 0
+    log_every: int = 20
+    ship_to: str = ""
+
+
+class ArcFaceHead(torch.nn.Module):
+    """Additive angular margin softmax (ArcFace): logits s*cos(theta + m) for the true class, s*cos(theta) else."""
+
+    def __init__(self, embed_dim: int, classes: int, scale: float, margin: float) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(classes, embed_dim) * 0.01)
+        self.scale, self.margin = scale, margin
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor, margin_scale: float = 1.0) -> torch.Tensor:
+        cos = F.normalize(embedding, dim=1) @ F.normalize(self.weight, dim=1).t()
+        theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+        target = torch.cos(theta + self.margin * margin_scale)
+        onehot = F.one_hot(labels, cos.shape[1]).bool()
+        return F.cross_entropy(self.scale * torch.where(onehot, target, cos), labels)
+
+
+BINARY = torch.tensor([name in BINARY_FACTORS for name in FACTOR_NAMES])
+
+
+def factor_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error for continuous factors (on the sigmoid), cross-entropy for the binary ones."""
+    mse = (torch.sigmoid(logits[:, ~BINARY]) - target[:, ~BINARY]).square().mean()
+    bce = F.binary_cross_entropy_with_logits(logits[:, BINARY], target[:, BINARY])
+    return mse * 10 + bce
+
+
+def losses(model: FaceAnalyzer, head: ArcFaceHead, batch: dict[str, torch.Tensor], cfg: AnalyzerConfig,
+           margin_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """The three weighted losses and their sum for one batch."""
+    emb, logits, lm = model.raw(batch["image"])
+    target_lm = (batch["landmarks"] + 0.5) / batch["image"].shape[-1]
+    out = {
+        "loss_identity": head(emb, batch["identity"], margin_scale),
+        "loss_factors": factor_loss(logits, batch["factors"]),
+        "loss_landmarks": F.smooth_l1_loss(lm, target_lm, beta=0.01),
+    }
+    out["loss"] = (cfg.weight_identity * out["loss_identity"] + cfg.weight_factors * out["loss_factors"]
+                   + cfg.weight_landmarks * out["loss_landmarks"])
+    return out
+
+
+def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
+    """Train (or resume) a run; returns the final validation report."""
+    torch.manual_seed(cfg.seed)
+    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume)
+    model = FaceAnalyzer(cfg.resolution, cfg.width, cfg.embed_dim, cfg.hidden)
+    head = ArcFaceHead(cfg.embed_dim, cfg.train_identities, cfg.arcface_scale, cfg.arcface_margin)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(cfg.train_identities * cfg.per_identity / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    start_epoch, step = 0, 0
+    latest = run.latest() if resume else None
+    if latest is not None:
+        tensors, meta = latest
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        load_optimizer_tensors(opt, tensors, meta["optimizer"])
+        start_epoch, step = meta["epoch"] + 1, meta["step"]
+        run.rewind(step)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)), last_epoch=step - 1)
+    val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, cfg.resolution, seed=cfg.seed + 999,
+                            first_identity=VAL_FIRST_IDENTITY)
+    run.set_status("running", step, epochs=cfg.epochs, total_steps=total)
+    data = None
+    report: dict[str, float] = {}
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if data is None or epoch % cfg.refresh_every == 0:
+                data = SynthFacesDataset(cfg.train_identities, cfg.per_identity, cfg.resolution,
+                                         seed=cfg.seed + epoch)
+            model.train()
+            order = torch.randperm(len(data))
+            t0 = time.time()
+            bar = tqdm(range(steps_per_epoch), disable=not progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            for i in bar:
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                batch = {"image": data.images[idx], "identity": data.identity[idx], "factors": data.factors[idx],
+                         "landmarks": data.landmarks[idx]}
+                margin_scale = min(1.0, step / max(1, cfg.margin_warmup_epochs * steps_per_epoch))
+                out = losses(model, head, batch, cfg, margin_scale)
+                opt.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if step % cfg.log_every == 0:
+                    run.log(step, lr=sched.get_last_lr()[0], **{k: v.item() for k, v in out.items()},
+                            images_per_s=(i + 1) * cfg.batch_size / (time.time() - t0))
+                    bar.set_postfix(loss=f"{out['loss'].item():.3f}")
+            report = evaluate_analyzer(model, val.images, val.identity, val.factors, val.landmarks)
+            run.log(step, epoch=epoch, **{f"val_{k}": v for k, v in report.items()})
+            tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                       **{f"head.{k}": v for k, v in head.state_dict().items()}}
+            opt_tensors, opt_meta = optimizer_tensors(opt)
+            run.save(step, {**tensors, **opt_tensors}, {"kind": "analyzer_training", "epoch": epoch,
+                                                        "optimizer": opt_meta, "config": asdict(cfg)})
+            run.set_status("running", step, epochs=cfg.epochs, total_steps=total)
+    except BaseException as e:
+        run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
+        raise
+    if cfg.ship_to:
+        save_checkpoint(cfg.ship_to, model.state_dict(), {
+            "kind": "face_analyzer", "init_kwargs": model.init_kwargs, "metrics": report,
+            "trained_with": asdict(cfg), "evaluation": f"{cfg.val_identities} held-out identities x "
+                                                      f"{cfg.val_per_identity} images at {cfg.resolution} px"})
+    run.set_status("finished", step, metrics=report)
+    return report

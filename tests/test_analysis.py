@@ -1,0 +1,169 @@
+"""Face analyzer: training loop learns on SynthFaces, metrics are right, checkpoints and backends load or fail clearly."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.analysis import FaceAnalyzer, load_analyzer
+from core.analysis.evaluate import landmark_errors, tar_at_far
+from core.analysis.insightface_backend import FaceModelUnavailable, InsightFaceBackend
+from core.checkpoints import CheckpointError
+from core.config import load_config
+from core.synthfaces import LANDMARK_NAMES, NUM_FACTORS
+from core.synthfaces.dataset import SynthFacesDataset
+from core.train.analyzer import AnalyzerConfig, train_analyzer
+from core.train.rundir import RunDir
+
+
+def test_tar_at_far_on_constructed_embeddings():
+    ids = torch.arange(20).repeat_interleave(3)
+    centres = torch.nn.functional.normalize(torch.randn(20, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    tight = torch.nn.functional.normalize(centres[ids] + 0.01 * torch.randn(60, 16), dim=1)
+    assert tar_at_far(tight, ids, 1e-2)[0] == 1.0
+    random = torch.nn.functional.normalize(torch.randn(60, 16), dim=1)
+    assert tar_at_far(random, ids, 1e-2)[0] < 0.3
+    with pytest.raises(ValueError):
+        tar_at_far(random[:3], torch.arange(3))
+
+
+def test_landmark_errors_are_in_pixels_and_normalised_by_eye_distance():
+    true = torch.zeros(1, len(LANDMARK_NAMES), 2)
+    true[0, LANDMARK_NAMES.index("left_eye_outer")] = torch.tensor([10.0, 20.0])
+    true[0, LANDMARK_NAMES.index("right_eye_outer")] = torch.tensor([30.0, 20.0])
+    pred = true + torch.tensor([3.0, 4.0])
+    px, nme = landmark_errors(pred, true)
+    assert px == pytest.approx(5.0) and nme == pytest.approx(0.25)
+
+
+def test_tiny_training_run_learns_and_resumes(tmp_path):
+    cfg = AnalyzerConfig(name="t", runs_dir=str(tmp_path), train_identities=12, per_identity=6, val_identities=6,
+                         val_per_identity=3, width=8, hidden=64, embed_dim=32, batch_size=24, epochs=2,
+                         lr=0.003, log_every=1, ship_to=str(tmp_path / "ship" / "analyzer"))
+    train_analyzer(cfg, progress=False)
+    run = RunDir(tmp_path / "t")
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    losses = [x["loss_landmarks"] for x in lines if "loss_landmarks" in x]
+    assert losses[-1] < losses[0]
+    assert json.loads((run.path / "status.json").read_text())["state"] == "finished"
+    shipped = FaceAnalyzer.from_pretrained(tmp_path / "ship" / "analyzer.safetensors")
+    out = shipped(torch.rand(2, 3, 64, 64))
+    assert out.embedding.shape == (2, 32) and torch.allclose(out.embedding.norm(dim=1), torch.ones(2))
+    assert out.factors.shape == (2, NUM_FACTORS) and out.landmarks.shape == (2, len(LANDMARK_NAMES), 2)
+    # resuming a finished 2-epoch run with epochs=3 trains exactly one more epoch
+    cfg.epochs = 3
+    train_analyzer(cfg, resume=True, progress=False)
+    epochs = [x["epoch"] for x in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines()) if "epoch" in x]
+    assert epochs == [0, 1, 2]
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_analyzer(cfg, progress=False)
+
+
+def test_shipped_analyzer_recognises_held_out_identities():
+    analyzer = load_analyzer("synthfaces")
+    data = SynthFacesDataset(identities=40, per_identity=3, resolution=64, seed=77, first_identity=5_000_000)
+    with torch.no_grad():
+        out = analyzer(data.images)
+    tar, _ = tar_at_far(out.embedding, data.identity, 1e-2)
+    assert tar > 0.8
+    px, nme = landmark_errors(out.landmarks, data.landmarks)
+    assert nme < 0.06
+    # the analyzer works on other resolutions by resizing
+    with torch.no_grad():
+        big = analyzer(torch.nn.functional.interpolate(data.images[:4], size=128, mode="bilinear"))
+    assert torch.allclose(big.landmarks / 2, out.landmarks[:4], atol=2.0)
+
+
+def test_analyzer_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"\[batch, 3, H, W\]"):
+        FaceAnalyzer()(torch.rand(3, 64, 64))
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_analyzer("/nonexistent/analyzer.safetensors")
+
+
+def test_config_refuses_unknown_keys_and_wrong_types(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="unknown config keys.*learning_rate"):
+        load_config(AnalyzerConfig, path)
+    path.write_text("epochs: three\n")
+    with pytest.raises(ValueError, match="'epochs' must be int"):
+        load_config(AnalyzerConfig, path)
+    path.write_text("epochs: 3\nlr: 1\n")
+    cfg = load_config(AnalyzerConfig, path, {"batch_size": 8})
+    assert cfg.epochs == 3 and cfg.lr == 1.0 and cfg.batch_size == 8
+
+
+def _export(model: torch.nn.Module, side: int, path) -> None:
+    torch.onnx.export(model, (torch.randn(1, 3, side, side),), str(path), input_names=["input.1"],
+                      output_names=["output"], dynamo=False, dynamic_axes={"input.1": {0: "n"}, "output": {0: "n"}})
+
+
+def test_insightface_backend_with_locally_made_onnx_models(tmp_path):
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    rec = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.Flatten(), torch.nn.Linear(8 * 28 * 28, 512))
+    lmk = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten(), torch.nn.Linear(4 * 24 * 24, 212),
+                              torch.nn.Tanh())
+    _export(rec.eval(), 112, tmp_path / "w600k_r50.onnx")
+    _export(lmk.eval(), 192, tmp_path / "2d106det.onnx")
+    backend = load_analyzer(f"insightface:{tmp_path}")
+    images = torch.rand(3, 3, 128, 128)
+    out = backend(images)
+    assert out.embedding.shape == (3, 512) and torch.allclose(out.embedding.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert out.factors is None and out.landmarks.shape == (3, 106, 2)
+    assert (out.landmarks >= 0).all() and (out.landmarks <= 128).all()
+    # embeddings agree with the torch model on the same preprocessing
+    x = torch.nn.functional.interpolate(images, size=(112, 112), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(rec((x * 255 - 127.5) / 127.5), dim=1)
+    assert torch.allclose(out.embedding, expected, atol=1e-4)
+
+
+def test_insightface_backend_missing_models_say_what_to_do(tmp_path):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(FaceModelUnavailable, match="no InsightFace models at .*buffalo_l"):
+        InsightFaceBackend(tmp_path / "missing")
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(FaceModelUnavailable, match="not a readable ONNX model"):
+        InsightFaceBackend(tmp_path)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint_on_the_same_schedule(tmp_path):
+    import math
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sets = ["name=k", f"runs_dir={tmp_path}", "train_identities=10", "per_identity=4", "val_identities=4",
+            "val_per_identity=2", "width=8", "hidden=32", "embed_dim=16", "batch_size=8", "epochs=12", "lr=0.001",
+            "log_every=1", "ship_to=''"]
+    cmd = [sys.executable, "-m", "core.train", "analyzer", "--set", *sets]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = RunDir(tmp_path / "k")
+    deadline = time.time() + 120
+    while len(run.checkpoint_paths()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run.checkpoint_paths(), "no checkpoint before the kill"
+    killed_at = json.loads(run.checkpoint_paths()[-1].with_suffix(".json").read_text())["epoch"]
+    assert killed_at < 11
+    done = subprocess.run(cmd[:4] + ["--resume", "--set", *[s for s in sets if not s.startswith("epochs")],
+                                     "epochs=12"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if "epoch" in x] == list(range(12))
+    steps = [x["step"] for x in lines if "loss" in x]
+    assert steps == list(range(1, 12 * 5 + 1))  # every step once: nothing lost, nothing repeated
+    total = 12 * 5
+    for x in lines:
+        if "lr" in x:  # the cosine schedule continues where it stopped
+            assert x["lr"] == pytest.approx(0.001 * 0.5 * (1 + math.cos(math.pi * x["step"] / total)), rel=1e-5)
+    assert json.loads((run.path / "status.json").read_text())["state"] == "finished"
