@@ -178,3 +178,23 @@ def test_compiled_renderer_gives_the_same_faces():
     eager = render(f, 32)
     fast = fast_render(f, 32)
     assert torch.allclose(eager[0], fast[0], atol=1e-4) and torch.allclose(eager[1], fast[1], atol=1e-4)
+
+
+def test_windows_hold_every_part_at_the_extremes():
+    """Small parts are drawn in per-image windows; with extreme factors they must still not be clipped."""
+    f = sample_factors(torch.arange(64), seed=9)
+    for name in ("smile", "mouth_open", "mouth_width", "ear_size", "nose_length", "nose_width", "eye_size"):
+        f[:, factor_index(name)] = torch.randint(0, 2, (64,), generator=torch.Generator().manual_seed(1)).float()
+    from core.synthfaces.render import _Patch
+    original = _Patch.__init__
+
+    def no_window(self, parent, ox, oy, size, coords):  # a window as large as the image draws without clipping
+        original(self, parent, torch.zeros_like(ox), torch.zeros_like(oy), coords.shape[0], coords)
+
+    windowed = render(f, 64)[0]
+    _Patch.__init__ = no_window
+    try:
+        full = render(f, 64)[0]
+    finally:
+        _Patch.__init__ = original
+    assert torch.allclose(windowed, full, atol=1e-5)

@@ -55,10 +55,13 @@ class FaceAnalyzer(torch.nn.Module):
         self.trunk = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(width * 8 * cells, hidden),
                                          torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(inplace=True))
         self.identity_head = torch.nn.Linear(hidden, embed_dim)
-        # Factors get a branch of their own: the identity loss teaches the shared trunk to ignore expression.
-        # It reads the /8 features (shared with the landmark heatmaps, so they keep expression detail).
-        self.factor_head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(width * 4 * cells * 4, hidden),
-                                               torch.nn.ReLU(inplace=True), torch.nn.Linear(hidden, NUM_FACTORS))
+        # Factors get a branch of their own (the identity loss teaches the shared trunk to ignore expression).
+        # It reads the /8 features, the predicted landmarks (smile, widths and spacings are geometry) and the
+        # colours of the input sampled at the landmarks (iris colour at the pupils).
+        factor_in = width * 4 * cells * 4 + NUM_LANDMARKS * 2 + NUM_LANDMARKS * 3
+        self.factor_head = torch.nn.Sequential(torch.nn.Linear(factor_in, hidden), torch.nn.ReLU(inplace=True),
+                                               torch.nn.Linear(hidden, hidden), torch.nn.ReLU(inplace=True),
+                                               torch.nn.Linear(hidden, NUM_FACTORS))
         self.landmark_lateral = torch.nn.Conv2d(width * 4, width * 2, 1)
         self.landmark_head = torch.nn.Sequential(*_conv(width * 4, width * 4), *_conv(width * 4, width * 4),
                                                  torch.nn.Conv2d(width * 4, NUM_LANDMARKS, 1))
@@ -76,7 +79,8 @@ class FaceAnalyzer(torch.nn.Module):
 
     def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Un-normalised head outputs: (embedding, factor logits, landmark fractions [B, L, 2])."""
-        f1 = self.block1(self.stem((self.prepare(images) - self.mean) * 2))
+        x = self.prepare(images)
+        f1 = self.block1(self.stem((x - self.mean) * 2))
         f2 = self.block2(f1)
         h = self.trunk(self.block3(f2))
         up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
@@ -86,7 +90,9 @@ class FaceAnalyzer(torch.nn.Module):
         xs = (torch.arange(ww, dtype=prob.dtype, device=prob.device) + 0.5) / ww
         ys = (torch.arange(hh, dtype=prob.dtype, device=prob.device) + 0.5) / hh
         lm = torch.stack([(prob.sum(2) * xs).sum(2), (prob.sum(3) * ys).sum(2)], dim=2)
-        return self.identity_head(h), self.factor_head(f2), lm
+        colours = F.grid_sample(x, (lm * 2 - 1).unsqueeze(1), mode="bilinear", align_corners=False).flatten(1)
+        factors = self.factor_head(torch.cat([f2.flatten(1), (lm.flatten(1) - 0.5) * 4, (colours - 0.5) * 2], dim=1))
+        return self.identity_head(h), factors, lm
 
     def forward(self, images: torch.Tensor) -> Analysis:
         emb, logits, lm = self.raw(images)

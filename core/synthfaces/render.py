@@ -22,7 +22,7 @@ MIN_RES, MAX_RES = 32, 256
 
 _SKIN_LIGHT = (0.97, 0.82, 0.70)
 _SKIN_DARK = (0.42, 0.27, 0.19)
-_IRIS = ((0.36, 0.22, 0.10), (0.30, 0.45, 0.22), (0.25, 0.45, 0.70), (0.45, 0.50, 0.55))
+_IRIS = ((0.40, 0.22, 0.08), (0.25, 0.55, 0.20), (0.20, 0.45, 0.85), (0.55, 0.58, 0.62))
 _HAIR = ((0.08, 0.06, 0.05), (0.28, 0.17, 0.09), (0.50, 0.32, 0.16), (0.62, 0.26, 0.12), (0.85, 0.70, 0.42),
          (0.70, 0.70, 0.70))
 _SHIRT = (0.22, 0.30, 0.42)
@@ -123,7 +123,7 @@ def _geometry(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     g["face_a"] = 0.40 + 0.10 * f["face_width"]
     g["face_b"] = torch.full_like(g["face_a"], 0.56)
     g["jaw"] = 0.15 + 0.35 * f["jaw"]
-    eye_dx = 0.15 + 0.06 * f["eye_spacing"]
+    eye_dx = 0.14 + 0.08 * f["eye_spacing"]
     eye_y = torch.full_like(eye_dx, HEAD_Y - 0.02)
     g["eye_w"] = 0.075 + 0.03 * f["eye_size"]
     g["eye_h"] = g["eye_w"] * 0.55 * (0.12 + 0.88 * f["eye_open"])
@@ -132,16 +132,16 @@ def _geometry(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         g[f"eye_{side}_x"], g[f"eye_{side}_y"], g[f"eye_{side}_sq"] = ex, ey, sq
         bx, by, bsq = _project(sign * (eye_dx + 0.01), eye_y - 0.105, yaw, pitch)
         g[f"brow_{side}_x"], g[f"brow_{side}_y"], g[f"brow_{side}_sq"] = bx, by, bsq
-    tip_y = HEAD_Y + 0.10 + 0.09 * f["nose_length"]
+    tip_y = HEAD_Y + 0.08 + 0.14 * f["nose_length"]
     g["nose_x"], g["nose_y"], _ = _project(torch.zeros_like(tip_y), tip_y, yaw, pitch, extra_depth=0.10)
     g["bridge_x"], g["bridge_y"], _ = _project(torch.zeros_like(tip_y), eye_y + 0.02, yaw, pitch, extra_depth=0.03)
     g["nose_w"] = 0.030 + 0.025 * f["nose_width"]
-    mouth_y = HEAD_Y + 0.33 + torch.zeros_like(tip_y)
+    mouth_y = HEAD_Y + 0.35 + torch.zeros_like(tip_y)
     g["mouth_x"], g["mouth_y"], g["mouth_sq"] = _project(torch.zeros_like(mouth_y), mouth_y, yaw, pitch)
-    g["mouth_w"] = (0.10 + 0.06 * f["mouth_width"]) * g["mouth_sq"]
-    g["smile_lift"] = (f["smile"] - 0.3) * 0.075
+    g["mouth_w"] = (0.09 + 0.09 * f["mouth_width"]) * g["mouth_sq"]
+    g["smile_lift"] = (f["smile"] - 0.35) * 0.16
     g["mouth_h"] = 0.085 * f["mouth_open"]
-    g["ear_r"] = 0.055 + 0.035 * f["ear_size"]
+    g["ear_r"] = 0.05 + 0.05 * f["ear_size"]
     return g
 
 
@@ -246,7 +246,7 @@ def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, t
     # Ears, hidden on the side the head turns towards.
     for sign in (-1.0, 1.0):
         ex = sign * (g["face_a"] * 0.97) - torch.sin(g["yaw"]) * 0.08
-        pt = patch(ex, torch.full_like(ex, HEAD_Y + 0.05), 0.1)
+        pt = patch(ex, torch.full_like(ex, HEAD_Y + 0.05), 0.25)
         x, y = head_xy(pt.u, pt.v)
         vis = (1 - sign * yaw_s * 1.8).clamp(0.1, 1.3)
         ear = _ellipse(x, y, _p(ex), HEAD_Y + 0.05, _p(g["ear_r"]) * 0.62 * vis, _p(g["ear_r"]))
@@ -277,7 +277,7 @@ def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, t
     # Mouth: lips around a curve lifted at the corners by the smile; open mouths show teeth.
     mx, my, mw = _p(g["mouth_x"]), _p(g["mouth_y"]), _p(g["mouth_w"])
     lift, mh = _p(g["smile_lift"]), _p(g["mouth_h"])
-    pt = patch(g["mouth_x"], g["mouth_y"], 0.22)
+    pt = patch(g["mouth_x"], g["mouth_y"], 0.28)
     x, y = head_xy(pt.u, pt.v)
     xn = ((x - mx) / mw).clamp(-1.5, 1.5)
     curve = my - lift * xn * xn
@@ -309,7 +309,7 @@ def render(factors: torch.Tensor, resolution: int = 64) -> tuple[torch.Tensor, t
         pt.paint(pt.coverage(lid), skin_at(x, y) * 0.55)
         inside = pt.coverage(sclera)
         pt.paint(inside, _col(torch.tensor(_SCLERA).expand(b, 3)))
-        iris_r = eye_w * 0.5
+        iris_r = eye_w * 0.58
         iris = _ellipse(x, y, ex, ey, iris_r * sq, iris_r)
         pt.paint(pt.coverage(iris) * inside, _col(iris_rgb))
         pt.paint(pt.coverage(iris + iris_r * 0.55) * inside, _col(iris_rgb * 0.15))
