@@ -8,7 +8,6 @@ import torch
 
 from core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from core.stylegan3 import Generator
-from tests.conftest import tiny_kwargs
 
 
 def _save(G, path):
