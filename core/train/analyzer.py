@@ -126,8 +126,9 @@ def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = T
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if data is None or epoch % cfg.refresh_every == 0:
+                # Seeded by the epoch of the last refresh, so a resumed run sees the same images.
                 data = SynthFacesDataset(cfg.train_identities, cfg.per_identity, cfg.resolution,
-                                         seed=cfg.seed + epoch)
+                                         seed=cfg.seed + epoch - epoch % cfg.refresh_every)
             model.train()
             order = torch.randperm(len(data))
             t0 = time.time()
