@@ -255,6 +255,8 @@ class SynthesisNetwork(torch.nn.Module):
         super().__init__()
         if img_resolution < 16 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 16, got {img_resolution}")
+        if num_layers <= num_critical:
+            raise ValueError(f"num_layers ({num_layers}) must exceed num_critical ({num_critical})")
         self.w_dim = w_dim
         self.num_ws = num_layers + 2
         self.img_resolution = img_resolution

@@ -1,0 +1,1 @@
+"""Metrics: Fréchet distances, identity distance, DCI, VP."""

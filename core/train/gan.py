@@ -1,0 +1,304 @@
+"""Train a StyleGAN3 generator on SynthFaces against a StyleGAN2-style discriminator.
+
+    python -m core.train gan --config configs/gan_synthfaces64.yaml [--resume] [--set key=value ...]
+    accelerate launch -m core.train gan --config ...      (several GPUs: one process each)
+
+The recipe follows the official StyleGAN3 training: non-saturating logistic loss, lazy R1 on reals every
+`r1_interval` steps (with the Adam lr/betas correction for lazy regularisation), Adam(0, 0.99), an EMA copy of G
+whose half-life grows with the images seen, and the discriminator's inputs blurred at the start of training.
+Real images are rendered on the fly, seeded by step and process, so a resumed run sees the same data.
+Gradients are averaged across processes by hand (as the official code does) because R1 needs double backward.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.checkpoints import save_checkpoint
+from core.imaging import save_grid
+from core.metrics.fd import analyzer_features, factor_match, frechet_distance
+from core.stylegan3.discriminator import Discriminator
+from core.stylegan3.networks import Generator
+from core.stylegan3.ops import upfirdn2d
+from core.synthfaces.render import render_faces
+from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+
+PRECISIONS = ("no", "bf16")
+EVAL_FIRST_IDENTITY = 3_000_000  # the second real set of the real/real FD baseline uses unseen identities
+
+
+@dataclass
+class GanConfig:
+    """Schema of configs/gan_*.yaml."""
+
+    name: str = "gan_synthfaces64"
+    runs_dir: str = "runs"
+    resolution: int = 64
+    train_identities: int = 100_000
+    world_seed: int = 0
+    z_dim: int = 256
+    w_dim: int = 256
+    mapping_layers: int = 2
+    channel_base: int = 2048
+    channel_max: int = 64
+    num_layers: int = 8
+    margin_size: int = 10
+    conv_kernel: int = 3
+    num_fp16_res: int = 0
+    d_channel_base: int = 2048
+    d_channel_max: int = 128
+    mbstd_group: int = 4
+    batch_size: int = 16
+    steps: int = 2000
+    g_lr: float = 0.0025
+    d_lr: float = 0.002
+    r1_gamma: float = 0.5
+    r1_interval: int = 16
+    ema_images: float = 5000.0
+    ema_rampup: float = 0.05
+    blur_init_sigma: float = 10.0
+    blur_fade_images: int = 100_000
+    mixed_precision: str = "no"
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    eval_every: int = 1000
+    eval_images: int = 1000
+    analyzer: str = "synthfaces_analyzer"
+    seed: int = 0
+    ship_to: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS} (fp16 lives in the network: num_fp16_res)")
+        if self.batch_size % min(self.mbstd_group, self.batch_size):
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of mbstd_group {self.mbstd_group}")
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
+                    mapping_kwargs=dict(num_layers=self.mapping_layers), channel_base=self.channel_base,
+                    channel_max=self.channel_max, num_layers=self.num_layers, margin_size=self.margin_size,
+                    conv_kernel=self.conv_kernel, num_fp16_res=self.num_fp16_res, conv_clamp=256,
+                    magnitude_ema_beta=0.5 ** (self.batch_size / 20_000))
+
+    def discriminator_kwargs(self) -> dict[str, Any]:
+        return dict(img_resolution=self.resolution, img_channels=3, channel_base=self.d_channel_base,
+                    channel_max=self.d_channel_max, mbstd_group=self.mbstd_group)
+
+
+def step_generator(cfg: GanConfig, step: int, rank: int = 0) -> torch.Generator:
+    """The random stream of one step on one process (so resumed runs draw the same data and latents)."""
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank)
+
+
+def real_images(cfg: GanConfig, count: int, gen: torch.Generator, first_identity: int = 0) -> torch.Tensor:
+    """SynthFaces images in [0, 1] of random training identities with random attributes."""
+    ids = first_identity + torch.randint(0, cfg.train_identities, (count,), generator=gen)
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen))
+    return render_faces(ids, seed=seed, resolution=cfg.resolution, world_seed=cfg.world_seed).images
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of the discriminator's inputs (sigma in pixels; 0 = none)."""
+    radius = int(math.floor(sigma * 3))
+    if radius <= 0:
+        return images
+    x = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32)
+    f = (x / sigma).square().neg().exp2()
+    return upfirdn2d(images, (f / f.sum()).to(images.dtype), padding=radius)
+
+
+def r1_penalty(D: torch.nn.Module, real: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits on reals, per-sample squared gradient norm of D at the reals)."""
+    real = real.detach().requires_grad_(True)
+    logits = D(blur(real, sigma))
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return logits, grad.square().sum(dim=[1, 2, 3])
+
+
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
+    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; buffers (w_avg, magnitude EMAs) are copied."""
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b.detach())
+
+
+def _average_gradients(accelerator: Any, module: torch.nn.Module) -> None:
+    if accelerator.num_processes == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad = accelerator.reduce(p.grad, reduction="mean")
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    return (images.float() + 1).mul(0.5).clamp(0, 1)
+
+
+class Evaluator:
+    """Analyzer-feature FD and per-factor match of G against a fixed set of real images."""
+
+    def __init__(self, cfg: GanConfig, device: torch.device) -> None:
+        from core.analysis import load_analyzer
+        self.cfg, self.device = cfg, device
+        self.analyzer = load_analyzer(cfg.analyzer, device=str(device))
+        gen = torch.Generator().manual_seed(cfg.seed + 12345)
+        self.real_feats, self.real_factors = analyzer_features(self.analyzer, real_images(cfg, cfg.eval_images, gen))
+        other, _ = analyzer_features(self.analyzer, real_images(cfg, cfg.eval_images, gen, EVAL_FIRST_IDENTITY))
+        self.baseline = frechet_distance(self.real_feats, other)
+
+    @torch.no_grad()
+    def __call__(self, G: Generator) -> dict[str, float]:
+        gen = torch.Generator().manual_seed(self.cfg.seed + 54321)
+        images = []
+        for start in range(0, self.cfg.eval_images, 64):
+            z = torch.randn(min(64, self.cfg.eval_images - start), G.z_dim, generator=gen).to(self.device)
+            images.append(_to_unit(G(z, noise_mode="const")).cpu())
+        feats, factors = analyzer_features(self.analyzer, torch.cat(images))
+        match = factor_match(self.real_factors, factors)
+        return {"fd_analyzer": frechet_distance(self.real_feats, feats), "fd_analyzer_real_real": self.baseline,
+                "factor_w1_mean": sum(match.values()) / len(match), **{f"factor_w1/{k}": v for k, v in match.items()}}
+
+
+def _state(G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer,
+           opt_d: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {f"{prefix}.{k}": v for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema))
+               for k, v in m.state_dict().items()}
+    meta = {}
+    for prefix, opt in (("g", opt_g), ("d", opt_d)):
+        t, m = optimizer_tensors(opt)
+        tensors.update({f"{prefix}_{k}": v for k, v in t.items()})
+        meta[f"{prefix}_optimizer"] = m
+    return tensors, meta
+
+
+def _restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], G: torch.nn.Module, D: torch.nn.Module,
+             G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
+    for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema)):
+        m.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+    for prefix, opt in (("g", opt_g), ("d", opt_d)):
+        own = {k[2:]: v for k, v in tensors.items() if k.startswith(prefix + "_optim.")}
+        load_optimizer_tensors(opt, own, meta[f"{prefix}_optimizer"])
+
+
+def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
+    """Train (or resume) a GAN run; returns the last evaluation (analyzer FD, factor match)."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    device, rank, main = accelerator.device, accelerator.process_index, accelerator.is_main_process
+    torch.manual_seed(cfg.seed)
+    G = Generator(**cfg.generator_kwargs()).to(device)
+    D = Discriminator(**cfg.discriminator_kwargs()).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume) if main else RunDir(
+        Path(cfg.runs_dir) / cfg.name)
+    accelerator.wait_for_everyone()
+    step = 0
+    latest = run.latest() if resume else None
+    if latest is not None:
+        tensors, meta = latest
+        _restore({k: v.to(device) for k, v in tensors.items()}, meta, G, D, G_ema, opt_g, opt_d)
+        step = meta["step"]
+        if main:
+            run.rewind(step)
+    evaluator = Evaluator(cfg, device) if main and cfg.eval_images > 0 else None
+    fixed_z = G.z_from_seed(cfg.seed, 32)
+    world_batch = cfg.batch_size * accelerator.num_processes
+    report: dict[str, float] = {}
+    if main:
+        run.set_status("running", step, total_steps=cfg.steps)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), desc="gan")
+    t0, t0_step = time.time(), step
+    try:
+        while step < cfg.steps:
+            gen = step_generator(cfg, step, rank)
+            real = real_images(cfg, cfg.batch_size, gen).to(device) * 2 - 1
+            z_d = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device)
+            z_g = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device)
+            seen = step * world_batch
+            sigma = cfg.blur_init_sigma * max(0.0, 1 - seen / cfg.blur_fade_images) if cfg.blur_fade_images else 0.0
+
+            # Discriminator: logistic loss on reals and fakes, plus lazy R1 on reals.
+            D.requires_grad_(True)
+            with torch.no_grad(), accelerator.autocast():
+                fake = G(z_d, update_emas=True)
+            regularise = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
+            with accelerator.autocast():
+                if regularise:
+                    logits_real, penalty = r1_penalty(D, real, sigma)
+                    loss_r1 = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
+                else:
+                    logits_real, loss_r1 = D(blur(real, sigma)), torch.zeros((), device=device)
+                logits_fake = D(blur(fake, sigma))
+                loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+            opt_d.zero_grad(set_to_none=True)
+            (loss_d + loss_r1).float().backward()
+            _average_gradients(accelerator, D)
+            opt_d.step()
+
+            # Generator: non-saturating loss through a frozen D.
+            D.requires_grad_(False)
+            with accelerator.autocast():
+                logits_gen = D(blur(G(z_g), sigma))
+                loss_g = F.softplus(-logits_gen).mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.float().backward()
+            _average_gradients(accelerator, G)
+            opt_g.step()
+
+            step += 1
+            seen = step * world_batch
+            ema_images = min(cfg.ema_images, seen * cfg.ema_rampup) if cfg.ema_rampup else cfg.ema_images
+            update_ema(G_ema, G, 0.5 ** (world_batch / max(ema_images, 1e-8)))
+            bar.update(1)
+            if not main:
+                continue
+            if step % cfg.log_every == 0:
+                rate = (step - t0_step) * world_batch / (time.time() - t0)
+                scalars = dict(loss_d=loss_d.item(), loss_g=loss_g.item(), logits_real=logits_real.mean().item(),
+                               logits_fake=logits_fake.mean().item(), blur_sigma=sigma, images_per_s=rate,
+                               images_seen=seen)
+                if regularise:
+                    scalars["r1_penalty"] = penalty.mean().item()
+                run.log(step, **scalars)
+                bar.set_postfix(d=f"{scalars['loss_d']:.3f}", g=f"{scalars['loss_g']:.3f}")
+            if step % cfg.sample_every == 0 or step == cfg.steps:
+                with torch.no_grad():
+                    save_grid(_to_unit(G_ema(fixed_z, noise_mode="const")).cpu(), run.samples / f"{step:08d}.png", 8)
+            if evaluator is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                report = evaluator(G_ema)
+                run.log(step, **report)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                tensors, meta = _state(G, D, G_ema, opt_g, opt_d)
+                run.save(step, tensors, {"kind": "gan_training", **meta, "config": asdict(cfg)})
+                run.set_status("running", step, total_steps=cfg.steps)
+    except BaseException as e:
+        if main:
+            run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+    accelerator.wait_for_everyone()
+    if main:
+        if cfg.ship_to:
+            save_checkpoint(cfg.ship_to, {k: v.cpu() for k, v in G_ema.state_dict().items()}, {
+                "kind": "stylegan3", "init_kwargs": G_ema.init_kwargs, "metrics": report,
+                "trained_with": asdict(cfg), "images_seen": step * world_batch,
+                "evaluation": f"analyzer FD over {cfg.eval_images} generated vs {cfg.eval_images} real images "
+                              f"(SynthFaces-analyzer features, not Inception FID)"})
+        run.set_status("finished", step, metrics=report)
+    return report
