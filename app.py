@@ -1,12 +1,15 @@
 """Latent Lab: `python app.py` launches the Gradio suite locally; the same file is the Hugging Face Space entry point.
 
-At this stage the suite is a placeholder: the face-mixing, latent-slider and VP-metric apps are built by later
-issues, and each tab says so on screen.
+The face-mixing, latent-slider and VP-metric tabs are placeholders until their issues land, and say so on screen.
+The training monitor is a Streamlit app beside this one: its tab links to it, and `--monitor` starts it.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gradio as gr
 
@@ -14,20 +17,37 @@ PLANNED_TABS = {
     "Face mixing": "Identity of face A on the expression, pose and glasses of face B, with similarity scores.",
     "Latent sliders": "Move one attribute of a generated face with a slider and watch nothing else change.",
     "VP metric": "Score how disentangled a latent space is with the variation-predictability metric.",
-    "Training monitor": "Live training curves and samples (a Streamlit app beside this one).",
 }
+MONITOR_APP = Path(__file__).resolve().parent / "apps" / "training_monitor.py"
+MONITOR_PORT = 8501
 PLACEHOLDER_NOTE = ("**Placeholder suite.** The StyleGAN3 core is in place; this app is not built yet "
                     "and shows no results.")
 
 
-def build_app() -> gr.Blocks:
+def monitor_text(host: str = "127.0.0.1", port: int = MONITOR_PORT) -> str:
+    """What the Training monitor tab says: where the Streamlit monitor lives and how to start it."""
+    return (f"Live training curves, samples by step and configs side by side are in the Streamlit training "
+            f"monitor: **[open it](http://{host}:{port})** (started by `python app.py --monitor`, or on its own "
+            f"with `streamlit run apps/training_monitor.py -- --runs runs/`).")
+
+
+def build_app(monitor_url_host: str = "127.0.0.1") -> gr.Blocks:
     """The Gradio suite: one tab per app."""
     with gr.Blocks(title="Latent Lab") as demo:
         gr.Markdown("# Latent Lab\nInteractive tools for disentangled face latent spaces.")
         for name, purpose in PLANNED_TABS.items():
             with gr.Tab(name):
                 gr.Markdown(f"{PLACEHOLDER_NOTE}\n\n{name}: {purpose}")
+        with gr.Tab("Training monitor"):
+            gr.Markdown(monitor_text(monitor_url_host))
     return demo
+
+
+def start_monitor(host: str, runs: str, port: int = MONITOR_PORT) -> subprocess.Popen:
+    """Start the Streamlit training monitor as a child process bound to `host`."""
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(MONITOR_APP), "--server.headless", "true",
+                             "--server.address", host, "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false", "--", "--runs", runs])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,12 +60,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
     p.add_argument("--models", default="embedded", help="model set: 'embedded' (offline default) or a Hub model set")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    p.add_argument("--monitor", action="store_true", help="also start the Streamlit training monitor (port 8501)")
+    p.add_argument("--runs", default="runs", help="run folder the training monitor watches")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+    monitor = start_monitor(args.host, args.runs) if args.monitor else None
+    try:
+        build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+    finally:
+        if monitor is not None:
+            monitor.terminate()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The suite launches, binds loopback by default, and says on screen that it is a placeholder."""
+"""The suite launches, binds loopback by default, says on screen which tabs are placeholders, links the monitor."""
 from __future__ import annotations
 
 import urllib.request
@@ -13,13 +13,31 @@ def test_defaults_bind_loopback(monkeypatch):
     assert app.parse_args(["--host", "0.0.0.0", "--port", "9000"]).port == 9000
 
 
-def test_every_tab_says_it_is_a_placeholder():
+def test_unbuilt_tabs_say_they_are_placeholders_and_the_monitor_is_linked():
     demo = app.build_app()
     config = demo.get_config_file()
     tabs = [c["props"].get("label") for c in config["components"] if c.get("type") in ("tab", "tabitem")]
-    assert tabs == list(app.PLANNED_TABS)
+    assert tabs == [*app.PLANNED_TABS, "Training monitor"]
     texts = [c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown"]
     assert sum("Placeholder suite" in t for t in texts) == len(app.PLANNED_TABS)
+    assert any("http://127.0.0.1:8501" in t and "training_monitor.py" in t for t in texts)
+
+
+def test_monitor_flag_starts_streamlit_on_loopback(tmp_path):
+    import time
+    proc = app.start_monitor("127.0.0.1", str(tmp_path), port=8599)
+    try:
+        deadline, body = time.time() + 60, ""
+        while time.time() < deadline and not body:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8599/_stcore/health", timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body == "ok"
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def test_launched_server_serves_the_page():

@@ -294,6 +294,8 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
         bar.close()
     accelerator.wait_for_everyone()
     if main:
+        if evaluator is not None and not report:  # resumed at its last step: nothing trained, still report
+            report = evaluator(G_ema)
         if cfg.ship_to:
             save_checkpoint(cfg.ship_to, {k: v.cpu() for k, v in G_ema.state_dict().items()}, {
                 "kind": "stylegan3", "init_kwargs": G_ema.init_kwargs, "metrics": report,

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -77,7 +78,7 @@ class RunDir:
             raise ValueError(f"state must be one of {STATES}")
         tmp = self.path / ".status.json.tmp"
         tmp.write_text(json.dumps({"state": state, "step": int(step), "updated": time.time(), "pid": os.getpid(),
-                                   **extra}))
+                                   "host": socket.gethostname(), **extra}))
         os.replace(tmp, self.path / "status.json")
 
     def save(self, step: int, tensors: dict[str, torch.Tensor], config: dict[str, Any], keep: int = 3) -> Path:
