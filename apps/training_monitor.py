@@ -23,10 +23,6 @@ import streamlit as st  # noqa: E402
 from core.train.runs import (MetricsTail, config_table, downsample, list_runs, read_config, run_status,  # noqa: E402
                              sample_steps, smooth)
 
-STATE_ICONS = {"running": "🟢 running", "finished": "🏁 finished", "failed": "🔴 failed", "stale": "🟠 stale",
-               "unknown": "⚪ unknown"}
-
-
 def runs_root() -> Path:
     """--runs from the command line (after streamlit's `--`), else $LATENT_LAB_RUNS, else runs/."""
     p = argparse.ArgumentParser(add_help=False)
@@ -50,7 +46,7 @@ def status_table(runs: list[Path]) -> None:
     for run in runs:
         s, t = run_status(run), tail(run)
         rate = t.steps_per_second()
-        rows.append({"run": run.name, "status": STATE_ICONS.get(s.state, s.state), "step": max(s.step, t.last_step()),
+        rows.append({"run": run.name, "status": s.state, "step": max(s.step, t.last_step()),
                      "steps/s": f"{rate:.2f}" if rate else "—",
                      "updated": f"{int(time.time() - s.updated)} s ago" if s.updated else "—", "note": s.detail})
     st.dataframe(rows, hide_index=True, width="stretch")

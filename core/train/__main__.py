@@ -11,6 +11,7 @@ from core.config import load_config, parse_overrides
 LOOPS = {
     "analyzer": ("core.train.analyzer", "AnalyzerConfig", "train_analyzer"),
     "gan": ("core.train.gan", "GanConfig", "train_gan"),
+    "vae": ("core.train.vae", "VaeConfig", "train_vae"),
 }
 
 

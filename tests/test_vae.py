@@ -1,0 +1,119 @@
+"""The notebook's VAE: architecture, loss, SSIM, training (resume, beta family), and the notebook workflow."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.metrics.ssim import ssim
+from core.synthfaces import factor_index
+from core.synthfaces.dataset import SynthFacesDataset
+from core.train.rundir import RunDir
+from core.train.vae import VaeConfig, train_vae
+from core.vae import INPUT, VAE, VAEOutput, prepare_images, vae_loss
+from core.vae_workflow import attribute_direction, edit, interpolate, pca_2d, reconstructions, run_workflow
+
+
+def test_mlp_is_the_notebook_architecture():
+    m = VAE(dim_z=64)
+    linears = [(l.in_features, l.out_features) for l in m.encoder if isinstance(l, torch.nn.Linear)]
+    assert linears == [(6075, 1500), (1500, 1000)]
+    assert [type(l).__name__ for l in m.encoder] == ["Linear", "BatchNorm1d", "ReLU"] * 2
+    assert (m.mu.in_features, m.mu.out_features) == (1000, 64) and (m.logvar.in_features, m.logvar.out_features) == (1000, 64)
+    dec = [(l.in_features, l.out_features) for l in m.decoder if isinstance(l, torch.nn.Linear)]
+    assert dec == [(64, 1000), (1000, 1500), (1500, INPUT)] and isinstance(m.decoder[-1], torch.nn.Sigmoid)
+    out = m.eval()(torch.rand(3, 3, 45, 45))
+    assert out.recon.shape == (3, 3, 45, 45) and out.recon.min() >= 0 and out.recon.max() <= 1
+    assert VAE(8, "conv")(torch.rand(2, 3, 45, 45)).recon.shape == (2, 3, 45, 45)
+
+
+def test_loss_is_summed_bce_plus_beta_kl():
+    x = torch.rand(4, 3, 45, 45)
+    recon = torch.rand(4, 3, 45, 45).clamp(0.01, 0.99)
+    zero = VAEOutput(recon, torch.zeros(4, 5), torch.zeros(4, 5))
+    loss, bce, kl = vae_loss(x, zero, beta=4.0)
+    expected = -(x * recon.log() + (1 - x) * (1 - recon).log()).sum() / 4
+    assert bce.item() == pytest.approx(expected.item(), rel=1e-4) and kl.item() == pytest.approx(0.0, abs=1e-6)
+    shifted = VAEOutput(recon, torch.ones(4, 5), torch.zeros(4, 5))  # KL(N(1, 1) || N(0, 1)) = 0.5 per dimension
+    loss, bce, kl = vae_loss(x, shifted, beta=4.0)
+    assert kl.item() == pytest.approx(2.5) and loss.item() == pytest.approx(bce.item() + 10.0, rel=1e-5)
+
+
+def test_bad_input_is_refused():
+    m = VAE(8)
+    with pytest.raises(ValueError, match="45, 45"):
+        m(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="NaN"):
+        m(torch.full((2, 3, 45, 45), float("nan")))
+    with pytest.raises(ValueError, match=r"\[batch, 8\]"):
+        m.decode(torch.zeros(2, 9))
+    with pytest.raises(ValueError, match="architecture"):
+        VAE(8, "transformer")
+    assert prepare_images(torch.rand(2, 3, 64, 64)).shape == (2, 3, 45, 45)
+
+
+def test_ssim():
+    x = torch.rand(3, 3, 45, 45)
+    assert torch.allclose(ssim(x, x), torch.ones(3), atol=1e-5)
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    very = (x + 0.5 * torch.randn_like(x)).clamp(0, 1)
+    assert (ssim(very, x) < ssim(noisy, x)).all() and (ssim(noisy, x) < 0.9).all()
+    assert torch.allclose(ssim(noisy, x), ssim(x, noisy), atol=1e-6)
+
+
+def tiny(tmp_path, **kw) -> VaeConfig:
+    base = dict(name="v", runs_dir=str(tmp_path), train_identities=40, per_identity=4, val_identities=10,
+                val_per_identity=4, batch_size=32, epochs=3, lr=0.002, log_every=1, dim_z=16)
+    return VaeConfig(**{**base, **kw})
+
+
+def test_training_improves_resumes_and_ships(tmp_path):
+    cfg = tiny(tmp_path, ship_to=str(tmp_path / "ship" / "vae"))
+    train_vae(cfg, progress=False)
+    run = RunDir(tmp_path / "v")
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    elbo = [x["val_neg_elbo"] for x in lines if "val_neg_elbo" in x]
+    assert len(elbo) == 3 and elbo[-1] < elbo[0]
+    assert len(list(run.samples.glob("*.png"))) == 3
+    cfg.epochs = 4
+    train_vae(cfg, resume=True, progress=False)
+    assert [x["epoch"] for x in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
+            if "epoch" in x] == [0, 1, 2, 3]
+    shipped = VAE.from_pretrained(tmp_path / "ship" / "vae.safetensors")  # stored as float16, loads as float32
+    tensors, _ = run.latest()
+    full = VAE(16)
+    full.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    x = SynthFacesDataset(2, 2, 45, seed=5).images
+    assert torch.allclose(shipped(x, sample=False).recon, full.eval()(x, sample=False).recon, atol=2e-2)
+
+
+def test_beta_family_in_one_command(tmp_path):
+    report = train_vae(tiny(tmp_path, name="fam", architecture="conv", width=8, betas="0.5,8", epochs=3,
+                            dim_z=8), progress=False)
+    assert (tmp_path / "fam_beta0p5").is_dir() and (tmp_path / "fam_beta8").is_dir()
+    assert report["beta8/val_kl"] < report["beta0p5/val_kl"]  # a larger beta buys a tighter posterior
+
+
+def test_workflow_functions(tmp_path):
+    torch.manual_seed(0)
+    model = VAE(8, "conv", width=8).eval()
+    data = SynthFacesDataset(60, 2, 45, seed=3)
+    grid, scores = reconstructions(model, data.images[:4])
+    assert grid.shape == (12, 3, 45, 45) and scores.shape == (4,)
+    assert interpolate(model, data.images[0], data.images[1], 5).shape == (5, 3, 45, 45)
+    codes = torch.randn(200, 8)
+    pts = pca_2d(codes)
+    assert pts.shape == (200, 2) and pts[:, 0].var() >= pts[:, 1].var()
+    factors = data.factors[:200] if len(data.factors) >= 200 else torch.cat([data.factors] * 2)[:200]
+    codes[:, 3] += 5 * (factors[:, factor_index("smile")] > 0.5).float()  # plant a 'smile' axis
+    d = attribute_direction(codes, factors, "smile")
+    assert d.abs().argmax().item() == 3
+    assert not torch.allclose(edit(model, data.images[:2], torch.randn(8), 2.0), model.decode(
+        model.encode(data.images[:2])[0]))
+    from core.analysis import load_analyzer
+    report = run_workflow(model, load_analyzer("synthfaces"), data.images, data.factors, tmp_path / "out")
+    for name in ("reconstructions.png", "random_faces.png", "interpolation.png", "pca.html", "tsne.html",
+                 "edit_smile.png", "edit_sunglasses.png", "edit_eyeglasses.png", "report.json"):
+        assert (tmp_path / "out" / name).exists(), name
+    assert {e["attribute"] for e in report["edits"]} == {"smile", "sunglasses", "eyeglasses"}
