@@ -1,0 +1,174 @@
+"""Attribute directions in a generator's W space; an edit is `w + alpha * scale * d`.
+
+- PCA (GANSpace-style): principal axes of W sampled through the mapping network.
+- Supervised (InterFaceGAN-style): generate faces, read each attribute with the face analyzer, and take the
+  normal of the least-squares linear boundary in W as the attribute's direction.
+Every direction is a unit vector with a `scale`: the standard deviation of sampled W along it, so that
+alpha = 1 is one typical step. Directions are stored beside the generator as `<generator>_directions`.
+
+    python -m core.directions --generator synthfaces_stylegan3           # compute and save
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from core.checkpoints import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint, save_checkpoint
+
+SUPERVISED = ("smile", "mouth_open", "eye_open", "yaw", "pitch", "roll", "eyeglasses", "sunglasses",
+              "light_direction", "background", "skin_tone", "hair_colour", "face_width")
+
+
+@dataclass
+class Direction:
+    vector: torch.Tensor  # unit, [w_dim]
+    scale: float  # std of sampled W along the vector
+    kind: str  # "pca" | "supervised"
+    quality: float  # explained variance ratio (pca) or R^2 of the linear fit (supervised)
+
+
+@torch.no_grad()
+def sample_w(G: torch.nn.Module, n: int, seed: int = 0, batch: int = 1000) -> torch.Tensor:
+    """n latents mapped to W (first of the identical ws), without truncation."""
+    gen = torch.Generator().manual_seed(seed)
+    device = G.mapping.w_avg.device
+    return torch.cat([G.mapping(torch.randn(min(batch, n - i), G.z_dim, generator=gen).to(device))[:, 0].cpu()
+                      for i in range(0, n, batch)])
+
+
+def pca_directions(w: torch.Tensor, k: int = 8) -> dict[str, Direction]:
+    centred = w - w.mean(0)
+    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
+    var = s.square() / (len(w) - 1)
+    return {f"pca_{i}": Direction(vt[i], float(var[i].sqrt()), "pca", float(var[i] / var.sum())) for i in range(k)}
+
+
+def fit_direction(w: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(unit normal of the least-squares linear fit target ~ w, R^2 of that fit)."""
+    x = torch.cat([w - w.mean(0), torch.ones(len(w), 1)], dim=1).double()
+    y = (target - target.mean()).double()
+    coef = torch.linalg.lstsq(x, y.unsqueeze(1)).solution.squeeze(1)[:-1]
+    pred = (w - w.mean(0)).double() @ coef
+    r2 = 1 - (y - pred).square().sum() / y.square().sum().clamp_min(1e-12)
+    return (coef / coef.norm().clamp_min(1e-12)).float(), float(r2)
+
+
+@torch.no_grad()
+def supervised_directions(G: torch.nn.Module, analyzer: torch.nn.Module, n: int = 3000, seed: int = 1,
+                          attributes: tuple[str, ...] = SUPERVISED, batch: int = 100,
+                          progress: bool = True) -> dict[str, Direction]:
+    """Directions whose moves the analyzer reads as each attribute changing."""
+    from core.synthfaces import factor_index
+    w = sample_w(G, n, seed)
+    readings = []
+    for i in tqdm(range(0, n, batch), disable=not progress, desc="labelling generated faces"):
+        ws = w[i:i + batch].to(G.mapping.w_avg.device).unsqueeze(1).repeat(1, G.num_ws, 1)
+        img = (G.synthesis(ws, noise_mode="const") + 1).mul(0.5).clamp(0, 1)
+        readings.append(analyzer(img).factors.cpu())
+    factors = torch.cat(readings)
+    out = {}
+    for name in attributes:
+        vector, r2 = fit_direction(w, factors[:, factor_index(name)])
+        out[name] = Direction(vector, float(((w - w.mean(0)) @ vector).std()), "supervised", r2)
+    return out
+
+
+def save_directions(path: str | Path, dirs: dict[str, Direction], generator: str) -> Path:
+    tensors = {name: d.vector for name, d in dirs.items()}
+    meta = {name: {"scale": d.scale, "kind": d.kind, "quality": d.quality} for name, d in dirs.items()}
+    return save_checkpoint(path, tensors, {"kind": "directions", "generator": generator, "directions": meta})
+
+
+def load_directions(path_or_name: str | Path) -> dict[str, Direction]:
+    tensors, config = load_checkpoint(path_or_name)
+    if config.get("kind") != "directions":
+        raise ValueError(f"{path_or_name} holds {config.get('kind')!r}, not directions")
+    return {name: Direction(tensors[name], float(m["scale"]), m["kind"], float(m["quality"]))
+            for name, m in config["directions"].items()}
+
+
+def directions(name: str = "synthfaces_stylegan3") -> dict[str, Direction]:
+    """The stored directions of a generator checkpoint (`<generator>_directions` beside it)."""
+    try:
+        generator = resolve_checkpoint(name)
+    except ValueError:
+        generator = CHECKPOINT_DIR / f"{name}.safetensors"
+    path = generator.with_name(f"{generator.stem}_directions.safetensors")
+    if not path.is_file():
+        raise FileNotFoundError(f"no directions for {name}: compute them with "
+                                f"python -m core.directions --generator {name}")
+    return load_directions(path)
+
+
+def for_generator(G: torch.nn.Module, name: str) -> tuple[dict[str, Direction], str]:
+    """(directions, note): the stored ones, or PCA computed now with a note saying how to add supervised ones."""
+    try:
+        return directions(name), ""
+    except FileNotFoundError as e:
+        return pca_directions(sample_w(G, 5000)), f"{e} (showing PCA directions only)"
+
+
+def apply(ws: torch.Tensor, edits: dict[str, float], dirs: dict[str, Direction]) -> torch.Tensor:
+    """ws [B, num_ws, w_dim] moved by alpha * scale along each named direction."""
+    out = ws.clone()
+    for name, alpha in edits.items():
+        if alpha:
+            d = dirs[name]
+            out = out + (alpha * d.scale) * d.vector.to(ws.device, ws.dtype)
+    return out
+
+
+class Editor:
+    """A generator with its directions, for interactive editing: W per (seed, truncation) is cached, so moving a
+    slider costs one synthesis pass."""
+
+    def __init__(self, G: torch.nn.Module, dirs: dict[str, Direction]) -> None:
+        self.G, self.dirs = G, dirs
+        self._cache: dict[tuple[int, float], torch.Tensor] = {}
+
+    def ws(self, seed: int, psi: float) -> torch.Tensor:
+        key = (int(seed), round(float(psi), 4))
+        if key not in self._cache:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            with torch.no_grad():
+                self._cache[key] = self.G.mapping(self.G.z_from_seed(int(seed)), truncation_psi=float(psi))
+        return self._cache[key]
+
+    @torch.no_grad()
+    def image(self, seed: int, psi: float, edits: dict[str, float] | None = None) -> torch.Tensor:
+        """[3, H, W] image in [0, 1] of a seed, edited along the named directions."""
+        ws = apply(self.ws(seed, psi), edits or {}, self.dirs)
+        return (self.G.synthesis(ws, noise_mode="const")[0].float().cpu() + 1).mul(0.5).clamp(0, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.analysis import load_analyzer
+    from core.stylegan3 import Generator
+    p = argparse.ArgumentParser(prog="python -m core.directions", description=__doc__.splitlines()[0])
+    p.add_argument("--generator", default="synthfaces_stylegan3")
+    p.add_argument("--samples", type=int, default=3000)
+    p.add_argument("--pca", type=int, default=8)
+    args = p.parse_args(argv)
+    try:
+        G = Generator.from_pretrained(args.generator)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    dirs = {**supervised_directions(G, load_analyzer("synthfaces"), args.samples),
+            **pca_directions(sample_w(G, 10_000, seed=2), args.pca)}
+    path = resolve_checkpoint(args.generator)
+    out = save_directions(path.with_name(f"{path.stem}_directions"), dirs, args.generator)
+    for name, d in dirs.items():
+        print(f"{name:>16} {d.kind:>10}  {'R^2' if d.kind == 'supervised' else 'var'} {d.quality:.3f}  scale {d.scale:.3f}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
