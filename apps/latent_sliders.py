@@ -95,8 +95,9 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
                     sliders[n] = gr.Slider(-ALPHA, ALPHA, value=0.0, step=0.05,
                                            label=f"{n}  ({editor.dirs[n].quality:.1%} of W variance)")
         ordered = [sliders[n] for n in names]
-        for s in ordered:
-            s.change(render, [seed, psi, *ordered], after, trigger_mode="always_last", show_progress="hidden")
+        for i, s in enumerate(ordered):  # one public endpoint ("edit"); the other sliders share its function
+            s.change(render, [seed, psi, *ordered], after, trigger_mode="always_last", show_progress="hidden",
+                     api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private")
         for trigger in (seed.change, psi.release):
             trigger(both, [seed, psi, *ordered], [before, after], show_progress="hidden")
         shuffle.click(lambda: random.randint(0, 99_999), None, seed)

@@ -89,3 +89,31 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
     sliders = [c for c in config["components"] if c.get("type") == "slider"]
     assert len(sliders) == 4 + 1  # four directions and truncation
     assert any("PCA only" in c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown")
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("chromium")), reason="needs Debian's chromium; .ci/run installs it")
+def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
+    from playwright.sync_api import sync_playwright
+    dirs = pca_directions(sample_w(tiny_g, 500), 2)
+    demo = latent_sliders.build(Editor(tiny_g, dirs))
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=__import__("shutil").which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page()
+            page.goto(demo.local_url, timeout=60_000)
+            after = ("() => { const i = [...document.querySelectorAll('img')].filter(e => e.src.includes('/file=')); "
+                     "return i.length > 1 ? i[1].src : ''; }")  # images: before, after
+            page.wait_for_function(f"({after})().length > 0", timeout=60_000)
+            first = page.evaluate(after)
+            slider = page.locator("input[type=range]").nth(1)  # the first direction (0 is truncation)
+            slider.focus()
+            for _ in range(30):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(f"({after})() !== {first!r}", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "sliders.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
