@@ -12,6 +12,7 @@ LOOPS = {
     "analyzer": ("core.train.analyzer", "AnalyzerConfig", "train_analyzer"),
     "gan": ("core.train.gan", "GanConfig", "train_gan"),
     "vae": ("core.train.vae", "VaeConfig", "train_vae"),
+    "nice": ("core.train.nice", "NiceConfig", "train_nice"),
 }
 
 

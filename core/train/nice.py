@@ -1,0 +1,254 @@
+"""Train NICE on a frozen generator's W so that its codes split into identity and attributes (DisGAN losses).
+
+    train-disentanglement --config configs/nice_synthfaces.yaml [--resume] [--set key=value ...]
+    train-discriminators  --config configs/nice_synthfaces.yaml [--set nice=runs/NAME]
+
+Each step draws two faces A and B, mixes them (`nice.mix`: identity codes of A, attribute codes of B), renders
+the mix with the frozen generator and reads all three faces with the frozen analyzer. Losses, each weighted in the
+config (0 switches one off): identity (the mix has A's identity embedding), attributes (the mix has B's attribute
+readings), landmarks (the mix has B's landmarks), contrastive (identity codes grouped like the analyzer groups
+faces) and adversarial (code discriminators, trained in the same loop, cannot predict attributes from identity
+codes nor identity from attribute codes). `train-discriminators` trains fresh discriminators against a finished
+NICE (or raw W) and reports how much each code leaks.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.checkpoints import save_checkpoint
+from core.imaging import save_grid
+from core.losses import (CodeDiscriminator, confusion_loss, contrastive_loss, discriminator_loss, identity_loss,
+                         landmark_loss)
+from core.nice import NICE
+from core.synthfaces.factors import ATTRIBUTE_FACTORS, FACTOR_NAMES
+from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+
+ATTRIBUTE_INDEX = torch.tensor([FACTOR_NAMES.index(n) for n in ATTRIBUTE_FACTORS])
+
+
+@dataclass
+class NiceConfig:
+    """Schema of configs/nice_*.yaml."""
+
+    name: str = "nice_synthfaces"
+    runs_dir: str = "runs"
+    generator: str = "synthfaces_stylegan3"
+    analyzer: str = "synthfaces"
+    truncation_psi: float = 0.8
+    id_dim: int = 128
+    layers: int = 4
+    hidden: int = 512
+    depth: int = 3
+    batch_size: int = 16
+    steps: int = 2000
+    lr: float = 0.0003
+    weight_identity: float = 1.0
+    weight_attributes: float = 2.0
+    weight_landmarks: float = 10.0
+    weight_contrastive: float = 0.1
+    weight_adversarial: float = 0.5
+    disc_hidden: int = 256
+    disc_lr: float = 0.001
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    seed: int = 0
+    ship_to: str = ""
+    nice: str = ""  # train-discriminators: the NICE checkpoint to probe ('' = raw W split at id_dim)
+    disc_steps: int = 500  # train-discriminators: steps
+
+
+class Frozen:
+    """The frozen generator and analyzer, and faces drawn from them."""
+
+    def __init__(self, cfg: NiceConfig, device: str = "cpu") -> None:
+        from core.analysis import load_analyzer
+        from core.stylegan3 import Generator
+        self.G = Generator.from_pretrained(cfg.generator, device=device).requires_grad_(False)
+        self.analyzer = load_analyzer(cfg.analyzer, device=device).requires_grad_(False)
+        self.psi, self.device = cfg.truncation_psi, device
+
+    def sample_w(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            return self.G.mapping(torch.randn(n, self.G.z_dim, generator=gen).to(self.device),
+                                  truncation_psi=self.psi)[:, 0]
+
+    def render(self, w: torch.Tensor) -> torch.Tensor:
+        ws = w.unsqueeze(1).expand(-1, self.G.num_ws, -1)
+        return (self.G.synthesis(ws, noise_mode="const") + 1) * 0.5
+
+    def read(self, w: torch.Tensor):
+        img = self.render(w)
+        return img, self.analyzer(img.clamp(0, 1))
+
+
+def disentanglement_losses(cfg: NiceConfig, nice: NICE, world: Frozen, w_a: torch.Tensor, w_b: torch.Tensor,
+                           disc_attr: CodeDiscriminator, disc_id: CodeDiscriminator) -> dict[str, torch.Tensor]:
+    """Every weighted loss of one step for NICE, and the two discriminators' own losses (on detached codes)."""
+    with torch.no_grad():
+        _, read_a = world.read(w_a)
+        _, read_b = world.read(w_b)
+    id_a, attr_a = nice(w_a)
+    id_b, attr_b = nice(w_b)
+    img_mix, read_mix = world.read(nice.inverse(id_a, attr_b))
+    out = {
+        "loss_identity": identity_loss(read_mix.embedding, read_a.embedding),
+        "loss_attributes": F.mse_loss(read_mix.factors[:, ATTRIBUTE_INDEX], read_b.factors[:, ATTRIBUTE_INDEX]),
+        "loss_landmarks": landmark_loss(read_mix.landmarks, read_b.landmarks, img_mix.shape[-1]),
+        "loss_contrastive": contrastive_loss(torch.cat([id_a, id_b]), torch.cat([read_a.embedding, read_b.embedding])),
+    }
+    ids, attrs = torch.cat([id_a, id_b]), torch.cat([attr_a, attr_b])
+    att_target = torch.cat([read_a.factors, read_b.factors])[:, ATTRIBUTE_INDEX]
+    emb_target = torch.cat([read_a.embedding, read_b.embedding])
+    out["loss_adversarial"] = confusion_loss(disc_attr(ids), att_target) + confusion_loss(disc_id(attrs), emb_target)
+    out["loss"] = (cfg.weight_identity * out["loss_identity"] + cfg.weight_attributes * out["loss_attributes"]
+                   + cfg.weight_landmarks * out["loss_landmarks"] + cfg.weight_contrastive * out["loss_contrastive"]
+                   + cfg.weight_adversarial * out["loss_adversarial"])
+    out["disc_attr_from_id"] = discriminator_loss(disc_attr(ids.detach()), att_target)
+    out["disc_id_from_attr"] = discriminator_loss(disc_id(attrs.detach()), emb_target)
+    return out
+
+
+def _models(cfg: NiceConfig, world: Frozen) -> tuple[NICE, CodeDiscriminator, CodeDiscriminator]:
+    dim = world.G.w_dim
+    nice = NICE(dim, cfg.id_dim, cfg.layers, cfg.hidden, cfg.depth)
+    emb_dim = world.analyzer(torch.zeros(1, 3, 64, 64)).embedding.shape[1]
+    disc_attr = CodeDiscriminator(cfg.id_dim, len(ATTRIBUTE_FACTORS), cfg.disc_hidden)
+    disc_id = CodeDiscriminator(dim - cfg.id_dim, emb_dim, cfg.disc_hidden, unit_output=True)
+    return nice, disc_attr, disc_id
+
+
+def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
+    """Train (or resume) a NICE run; returns the last logged losses."""
+    torch.manual_seed(cfg.seed)
+    world = Frozen(cfg)
+    nice, disc_attr, disc_id = _models(cfg, world)
+    opt = torch.optim.Adam(nice.parameters(), lr=cfg.lr)
+    opt_d = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
+    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume)
+    step = 0
+    latest = run.latest() if resume else None
+    if latest is not None:
+        tensors, meta = latest
+        for prefix, m in (("nice.", nice), ("disc_attr.", disc_attr), ("disc_id.", disc_id)):
+            m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        load_optimizer_tensors(opt, {k[2:]: v for k, v in tensors.items() if k.startswith("n_optim.")}, meta["opt"])
+        load_optimizer_tensors(opt_d, {k[2:]: v for k, v in tensors.items() if k.startswith("d_optim.")},
+                               meta["opt_d"])
+        step = meta["step"]
+        run.rewind(step)
+    fixed = world.sample_w(8, torch.Generator().manual_seed(cfg.seed + 777))
+    run.set_status("running", step, total_steps=cfg.steps)
+    out: dict[str, torch.Tensor] = {}
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
+    t0, t0_step = time.time(), step
+    try:
+        while step < cfg.steps:
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            w_a, w_b = world.sample_w(cfg.batch_size, gen), world.sample_w(cfg.batch_size, gen)
+            out = disentanglement_losses(cfg, nice, world, w_a, w_b, disc_attr, disc_id)
+            opt.zero_grad(set_to_none=True)
+            opt_d.zero_grad(set_to_none=True)
+            out["loss"].backward(inputs=list(nice.parameters()))
+            (out["disc_attr_from_id"] + out["disc_id_from_attr"]).backward(
+                inputs=[*disc_attr.parameters(), *disc_id.parameters()])
+            opt.step()
+            opt_d.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                run.log(step, **{k: v.item() for k, v in out.items()},
+                        steps_per_s=(step - t0_step) / (time.time() - t0))
+            if step % cfg.sample_every == 0 or step == cfg.steps:
+                with torch.no_grad():  # rows: identity donors, attribute donors, mixes (A's identity, B's rest)
+                    a, b = fixed[:4], fixed[4:]
+                    grid = torch.cat([world.render(a), world.render(b), world.render(nice.mix(a, b))]).clamp(0, 1)
+                save_grid(grid.cpu(), run.samples / f"{step:08d}.png", 4)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                tensors = {f"{p}{k}": v for p, m in (("nice.", nice), ("disc_attr.", disc_attr),
+                                                       ("disc_id.", disc_id)) for k, v in m.state_dict().items()}
+                t_n, m_n = optimizer_tensors(opt)
+                t_d, m_d = optimizer_tensors(opt_d)
+                tensors.update({f"n_{k}": v for k, v in t_n.items()})
+                tensors.update({f"d_{k}": v for k, v in t_d.items()})
+                run.save(step, tensors, {"kind": "nice_training", "opt": m_n, "opt_d": m_d, "config": asdict(cfg)})
+                run.set_status("running", step, total_steps=cfg.steps)
+    except BaseException as e:
+        run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+    report = {k: float(v.item()) for k, v in out.items()}
+    if cfg.ship_to:
+        save_checkpoint(cfg.ship_to, nice.state_dict(), {"kind": "nice", "init_kwargs": nice.init_kwargs,
+                                                         "generator": cfg.generator, "trained_with": asdict(cfg),
+                                                         "last_losses": report})
+    run.set_status("finished", step, metrics=report)
+    return report
+
+
+def probe_leakage(cfg: NiceConfig, progress: bool = True) -> dict[str, float]:
+    """Train fresh code discriminators against a fixed split (a NICE checkpoint, or raw W cut at id_dim) and report
+    their held-out error relative to always predicting the mean (1.0 = nothing leaks, 0.0 = fully predictable)."""
+    torch.manual_seed(cfg.seed)
+    world = Frozen(cfg)
+    nice = NICE.from_pretrained(cfg.nice) if cfg.nice else None
+    _, disc_attr, disc_id = _models(cfg, world)
+    opt = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
+
+    def batch(seed: int, n: int):
+        w = world.sample_w(n, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            _, read = world.read(w)
+            ids, attrs = nice(w) if nice is not None else (w[:, :cfg.id_dim], w[:, cfg.id_dim:])
+        return ids, attrs, read.factors[:, ATTRIBUTE_INDEX], read.embedding
+
+    test = batch(10 ** 9 + cfg.seed, 256)
+    for step in tqdm(range(cfg.disc_steps), disable=not progress, desc="discriminators"):
+        ids, attrs, att, emb = batch(cfg.seed * 1_000_003 + step, cfg.batch_size * 2)
+        loss = discriminator_loss(disc_attr(ids), att) + discriminator_loss(disc_id(attrs), emb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    ids, attrs, att, emb = test
+    with torch.no_grad():
+        rel_attr = discriminator_loss(disc_attr(ids), att) / (att - att.mean(0)).square().mean()
+        rel_id = discriminator_loss(disc_id(attrs), emb) / (emb - emb.mean(0)).square().mean()
+    return {"attributes_from_identity_code": float(rel_attr), "identity_from_attribute_code": float(rel_id)}
+
+
+def _cli(argv: list[str] | None, probe: bool) -> int:
+    from core.config import load_config, parse_overrides
+    name = "train-discriminators" if probe else "train-disentanglement"
+    p = argparse.ArgumentParser(prog=name, description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="YAML config under configs/")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(NiceConfig, args.config, parse_overrides(args.set))
+        report = probe_leakage(cfg) if probe else train_nice(cfg, resume=args.resume)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for key, value in report.items():
+        print(f"{key:>32}: {value:.4f}")
+    return 0
+
+
+def train_disentanglement(argv: list[str] | None = None) -> int:
+    """Console entry point `train-disentanglement`."""
+    return _cli(argv, probe=False)
+
+
+def train_discriminators(argv: list[str] | None = None) -> int:
+    """Console entry point `train-discriminators`."""
+    return _cli(argv, probe=True)
