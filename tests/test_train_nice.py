@@ -50,3 +50,16 @@ def test_console_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "attributes_from_identity_code" in out and "identity_from_attribute_code" in out
     assert train_disentanglement(["--set", "unknown_key=1"]) == 2
+
+
+def test_mix_scores_tell_which_donor_a_mix_resembles(tmp_path):
+    from core.metrics.identity import mix_scores, split_w_mix
+    from core.train.nice import Frozen
+    g = tiny_generator(tmp_path)
+    world = Frozen(NiceConfig(generator=str(g)))
+    take_a = mix_scores(world.sample_w, world.render, world.analyzer, lambda a, b: a, pairs=32)
+    take_b = mix_scores(world.sample_w, world.render, world.analyzer, lambda a, b: b, pairs=32)
+    assert take_a.to_identity_donor > 0.999  # the mix is A itself: cosine 1
+    assert take_b.to_attribute_donor > 0.999 and take_b.to_identity_donor < 0.999
+    half = mix_scores(world.sample_w, world.render, world.analyzer, split_w_mix(16), pairs=32)
+    assert half.to_identity_donor < 1 and half.to_attribute_donor < 1
