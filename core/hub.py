@@ -66,6 +66,7 @@ def _ffhq() -> ModelSet:
 EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offline, CPU)", {
     "generator": Checkpoint("synthfaces_stylegan3", "stylegan3"),
     "analyzer": Checkpoint("synthfaces_analyzer", "face_analyzer"),
+    "vae": Checkpoint("synthfaces_vae", "vae"),
 })
 
 
@@ -204,6 +205,12 @@ def load(set_name: str, role: str, device: str | torch.device = "cpu") -> torch.
     if ckpt.kind == "face_analyzer":
         from core.analysis import FaceAnalyzer
         return FaceAnalyzer.from_pretrained(path, device=device)
+    if ckpt.kind == "vae":
+        from core.vae import VAE
+        return VAE.from_pretrained(path, device=device)
+    if ckpt.kind == "nice":
+        from core.nice import NICE
+        return NICE.from_pretrained(path, device=device)
     raise HubError(f"no loader for checkpoints of kind {ckpt.kind!r}")
 
 

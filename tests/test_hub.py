@@ -59,8 +59,8 @@ def same_output(a: Generator, b: Generator) -> bool:
 def test_unknown_names_and_roles_say_what_exists():
     with pytest.raises(hub.HubError, match="unknown model set 'nope'.*embedded.*ffhq.*hf:owner/name"):
         hub.model_set("nope")
-    with pytest.raises(hub.HubError, match="no 'vae'.*generator, analyzer"):
-        hub.load("embedded", "vae")
+    with pytest.raises(hub.HubError, match="no 'mixer'.*generator, analyzer, vae"):
+        hub.load("embedded", "mixer")
     with pytest.raises(hub.HubError, match="hf:owner/name"):
         hub.model_set("hf:justaname")
 
@@ -69,6 +69,9 @@ def test_embedded_set_loads_from_checkpoints_offline(monkeypatch):
     go_offline(monkeypatch)
     analyzer = hub.load("embedded", "analyzer")
     assert analyzer(torch.rand(1, 3, 64, 64)).embedding.shape[0] == 1
+    assert hub.load("embedded", "vae").decode(torch.zeros(1, 100)).shape == (1, 3, 45, 45)
+    G = hub.load("embedded", "generator")
+    assert G(torch.randn(1, G.z_dim)).shape == (1, 3, 64, 64)
 
 
 def test_ffhq_without_weights_says_how_to_get_them(monkeypatch, tmp_path):
