@@ -1,7 +1,8 @@
 """Latent Lab: `python app.py` launches the Gradio suite locally; the same file is the Hugging Face Space entry point.
 
-The face-mixing, latent-slider and VP-metric tabs are placeholders until their issues land, and say so on screen.
-The training monitor is a Streamlit app beside this one: its tab links to it, and `--monitor` starts it.
+Tabs: latent sliders and the VP metric (each also runs alone: `python -m apps.latent_sliders`, `python -m
+apps.vp_metric`); face mixing is a placeholder until NICE is trained, and says so on screen. The training monitor
+is a Streamlit app beside this one: its tab links to it, and `--monitor` starts it.
 """
 from __future__ import annotations
 
@@ -15,13 +16,11 @@ import gradio as gr
 
 PLANNED_TABS = {
     "Face mixing": "Identity of face A on the expression, pose and glasses of face B, with similarity scores.",
-    "Latent sliders": "Move one attribute of a generated face with a slider and watch nothing else change.",
-    "VP metric": "Score how disentangled a latent space is with the variation-predictability metric.",
 }
 MONITOR_APP = Path(__file__).resolve().parent / "apps" / "training_monitor.py"
 MONITOR_PORT = 8501
-PLACEHOLDER_NOTE = ("**Placeholder suite.** The StyleGAN3 core is in place; this app is not built yet "
-                    "and shows no results.")
+PLACEHOLDER_NOTE = ("**Placeholder.** This app needs a trained NICE, which is not shipped yet; it shows no "
+                    "results.")
 
 
 def monitor_text(host: str = "127.0.0.1", port: int = MONITOR_PORT) -> str:
@@ -31,13 +30,33 @@ def monitor_text(host: str = "127.0.0.1", port: int = MONITOR_PORT) -> str:
             f"with `streamlit run apps/training_monitor.py -- --runs runs/`).")
 
 
-def build_app(monitor_url_host: str = "127.0.0.1") -> gr.Blocks:
-    """The Gradio suite: one tab per app."""
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is present, else 'cpu'."""
+    if device == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def build_app(models: str = "embedded", device: str = "auto", monitor_url_host: str = "127.0.0.1") -> gr.Blocks:
+    """The Gradio suite: one tab per app; an app whose models cannot load says why in its tab."""
+    from apps import latent_sliders, vp_metric
+    device = resolve_device(device)
     with gr.Blocks(title="Latent Lab") as demo:
-        gr.Markdown("# Latent Lab\nInteractive tools for disentangled face latent spaces.")
+        gr.Markdown(f"# Latent Lab\nInteractive tools for disentangled face latent spaces. Models: `{models}` "
+                    f"on `{device}`.")
         for name, purpose in PLANNED_TABS.items():
             with gr.Tab(name):
                 gr.Markdown(f"{PLACEHOLDER_NOTE}\n\n{name}: {purpose}")
+        with gr.Tab("Latent sliders"):
+            try:
+                editor, note = latent_sliders.load_editor(models, device)
+            except (ValueError, RuntimeError, OSError) as e:
+                gr.Markdown(f"**The generator of model set `{models}` could not be loaded:** {e}")
+            else:
+                latent_sliders.build(editor, note).render()
+        with gr.Tab("VP metric"):
+            vp_metric.build(models, device).render()
         with gr.Tab("Training monitor"):
             gr.Markdown(monitor_text(monitor_url_host))
     return demo
@@ -69,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     monitor = start_monitor(args.host, args.runs) if args.monitor else None
     try:
-        build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+        build_app(args.models, args.device).queue().launch(server_name=args.host, server_port=args.port,
+                                                           share=args.share)
     finally:
         if monitor is not None:
             monitor.terminate()

@@ -1,4 +1,4 @@
-"""The suite launches, binds loopback by default, says on screen which tabs are placeholders, links the monitor."""
+"""The suite launches with its apps in tabs, binds loopback by default, marks placeholders, links the monitor."""
 from __future__ import annotations
 
 import urllib.request
@@ -13,13 +13,14 @@ def test_defaults_bind_loopback(monkeypatch):
     assert app.parse_args(["--host", "0.0.0.0", "--port", "9000"]).port == 9000
 
 
-def test_unbuilt_tabs_say_they_are_placeholders_and_the_monitor_is_linked():
+def test_tabs_placeholders_say_so_and_the_monitor_is_linked():
     demo = app.build_app()
     config = demo.get_config_file()
     tabs = [c["props"].get("label") for c in config["components"] if c.get("type") in ("tab", "tabitem")]
-    assert tabs == [*app.PLANNED_TABS, "Training monitor"]
+    assert tabs == [*app.PLANNED_TABS, "Latent sliders", "VP metric", "Training monitor"]
     texts = [c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown"]
-    assert sum("Placeholder suite" in t for t in texts) == len(app.PLANNED_TABS)
+    assert sum("**Placeholder.**" in t for t in texts) == len(app.PLANNED_TABS)
+    assert sum(c.get("type") == "slider" for c in config["components"]) > 5  # the sliders app is in its tab
     assert any("http://127.0.0.1:8501" in t and "training_monitor.py" in t for t in texts)
 
 
@@ -49,3 +50,10 @@ def test_launched_server_serves_the_page():
             assert "Latent Lab" in r.read().decode("utf-8", "replace")
     finally:
         demo.close()
+
+
+def test_a_model_set_that_cannot_load_is_explained_in_its_tab(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = app.build_app(models="hf:nobody/nothing", device="cpu").get_config_file()
+    texts = [c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown"]
+    assert any("could not be loaded" in t and "HF_HUB_OFFLINE" in t for t in texts)

@@ -49,3 +49,21 @@ def test_presets_and_bad_input():
         vp_score(synthfaces_sampler(), 4, "slow")
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         vp_score(lambda z: z, 4, TINY)
+
+
+def test_vp_app_scores_synthfaces_and_refuses_bad_input(monkeypatch):
+    import gradio as gr
+
+    from apps import vp_metric
+    monkeypatch.setitem(PRESETS, "fast", VPPreset(pairs=300, test_ratio=0.5, epochs=2, lr=0.003, batch_size=32,
+                                                  runs=1, width=8))
+    seen = []
+    text, bars, confusion = vp_metric.run_vp("synthfaces", "fast", 0, progress=lambda f, desc: seen.append(f))
+    assert "VP score" in text and "24 dimensions" in text and seen[-1] == pytest.approx(1.0)
+    assert len(bars.data[0].y) == 24 and np.asarray(confusion.data[0].z).shape == (24, 24)
+    for args in (("nowhere", "fast", 0), ("synthfaces", "slow", 0), ("synthfaces", "fast", "x"),
+                 ("synthfaces", "fast", -5)):
+        with pytest.raises(gr.Error):
+            vp_metric.run_vp(*args)
+    config = vp_metric.build().get_config_file()
+    assert any(c.get("type") == "plot" for c in config["components"])
