@@ -28,8 +28,14 @@ def load_editor(models: str = "embedded", device: str = "cpu", generator: str | 
     return Editor(G, dirs), note
 
 
+DISPLAY = 256  # small faces are shown enlarged (nearest neighbour) so their pixels stay honest
+
+
 def to_array(image) -> np.ndarray:
-    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    """[3, H, W] in [0, 1] -> uint8 HxWx3, enlarged by a whole factor up to DISPLAY pixels."""
+    array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    k = max(1, DISPLAY // array.shape[0])
+    return array.repeat(k, axis=0).repeat(k, axis=1)
 
 
 def check_inputs(seed, psi) -> tuple[int, float]:

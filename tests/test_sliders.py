@@ -71,7 +71,7 @@ def test_editor_and_app_functions(tiny_g):
     editor = Editor(tiny_g, dirs)
     names = list(dirs)
     plain = latent_sliders.edit_image(editor, names, 7, 0.7, 0, 0, 0)
-    assert plain.dtype == np.uint8 and plain.shape == (32, 32, 3)
+    assert plain.dtype == np.uint8 and plain.shape == (256, 256, 3)  # 32 px shown 8x
     assert np.array_equal(plain, latent_sliders.edit_image(editor, [], 7, 0.7))  # zero sliders == unedited
     moved = latent_sliders.edit_image(editor, names, 7, 0.7, 2.5, 0, 0)
     assert np.abs(moved.astype(int) - plain.astype(int)).mean() > 1
