@@ -1,8 +1,8 @@
 """Latent Lab: `python app.py` launches the Gradio suite locally; the same file is the Hugging Face Space entry point.
 
-Tabs: latent sliders and the VP metric (each also runs alone: `python -m apps.latent_sliders`, `python -m
-apps.vp_metric`); face mixing is a placeholder until NICE is trained, and says so on screen. The training monitor
-is a Streamlit app beside this one: its tab links to it, and `--monitor` starts it.
+Tabs: face mixing, latent sliders and the VP metric (each also runs alone: `python -m apps.face_mixing`,
+`python -m apps.latent_sliders`, `python -m apps.vp_metric`). The training monitor is a Streamlit app beside this
+one: its tab links to it, and `--monitor` starts it.
 """
 from __future__ import annotations
 
@@ -14,13 +14,8 @@ from pathlib import Path
 
 import gradio as gr
 
-PLANNED_TABS = {
-    "Face mixing": "Identity of face A on the expression, pose and glasses of face B, with similarity scores.",
-}
 MONITOR_APP = Path(__file__).resolve().parent / "apps" / "training_monitor.py"
 MONITOR_PORT = 8501
-PLACEHOLDER_NOTE = ("**Placeholder.** This app needs a trained NICE, which is not shipped yet; it shows no "
-                    "results.")
 
 
 def monitor_text(host: str = "127.0.0.1", port: int = MONITOR_PORT) -> str:
@@ -40,23 +35,22 @@ def resolve_device(device: str) -> str:
 
 def build_app(models: str = "embedded", device: str = "auto", monitor_url_host: str = "127.0.0.1") -> gr.Blocks:
     """The Gradio suite: one tab per app; an app whose models cannot load says why in its tab."""
-    from apps import latent_sliders, vp_metric
+    from apps import face_mixing, latent_sliders, vp_metric
     device = resolve_device(device)
     with gr.Blocks(title="Latent Lab") as demo:
         gr.Markdown(f"# Latent Lab\nInteractive tools for disentangled face latent spaces. Models: `{models}` "
                     f"on `{device}`.")
-        for name, purpose in PLANNED_TABS.items():
-            with gr.Tab(name):
-                gr.Markdown(f"{PLACEHOLDER_NOTE}\n\n{name}: {purpose}")
+        with gr.Tab("Face mixing"):
+            face_mixing.page(models, device)  # a Blocks built inside a tab renders into it
         with gr.Tab("Latent sliders"):
             try:
                 editor, note = latent_sliders.load_editor(models, device)
             except (ValueError, RuntimeError, OSError) as e:
                 gr.Markdown(f"**The generator of model set `{models}` could not be loaded:** {e}")
             else:
-                latent_sliders.build(editor, note).render()
+                latent_sliders.build(editor, note)
         with gr.Tab("VP metric"):
-            vp_metric.build(models, device).render()
+            vp_metric.build(models, device)
         with gr.Tab("Training monitor"):
             gr.Markdown(monitor_text(monitor_url_host))
     return demo

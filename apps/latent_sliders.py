@@ -17,15 +17,29 @@ ALPHA = 3.0  # slider range, in standard deviations of W along each direction
 
 
 def load_editor(models: str = "embedded", device: str = "cpu", generator: str | None = None) -> tuple[Editor, str]:
-    """The generator of a model set (or a checkpoint path) with its directions, and a note for the page."""
+    """The generator of a model set (or a checkpoint path) with its directions, plus the NICE identity and attribute
+    axes when the model set has a NICE for that generator, and a note for the page."""
     from core import hub
+    from core.checkpoints import CheckpointError
+    from core.directions import nice_directions, sample_w
     from core.stylegan3 import Generator
     if generator:
         G, name = Generator.from_pretrained(generator, device=device), str(generator)
     else:
         G, name = hub.load(models, "generator", device=device), hub.model_set(models).models["generator"].name
     dirs, note = for_generator(G, name)
-    return Editor(G, dirs), note
+    nice = None
+    if not generator and "nice" in hub.model_set(models).models:
+        try:
+            nice = hub.load(models, "nice", device=device)
+        except (hub.HubError, CheckpointError, OSError) as e:
+            note = f"{note} NICE axes unavailable: {e}".strip()
+        else:
+            if nice.dim == G.w_dim:
+                dirs = {**dirs, **nice_directions(nice, sample_w(G, 5000).to(device))}
+            else:
+                note, nice = f"{note} The model set's NICE does not fit this generator's W.".strip(), None
+    return Editor(G, dirs, nice), note
 
 
 DISPLAY = 256  # small faces are shown enlarged (nearest neighbour) so their pixels stay honest
@@ -98,8 +112,10 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
                                            label=f"{n}  (fit R² {editor.dirs[n].quality:.2f})")
             with gr.Column():
                 for n in other:
+                    space = {"nice_identity": "identity-code", "nice_attribute": "attribute-code"}.get(
+                        editor.dirs[n].kind, "W")
                     sliders[n] = gr.Slider(-ALPHA, ALPHA, value=0.0, step=0.05,
-                                           label=f"{n}  ({editor.dirs[n].quality:.1%} of W variance)")
+                                           label=f"{n}  ({editor.dirs[n].quality:.1%} of {space} variance)")
         ordered = [sliders[n] for n in names]
         for i, s in enumerate(ordered):  # one public endpoint ("edit"); the other sliders share its function
             s.change(render, [seed, psi, *ordered], after, trigger_mode="always_last", show_progress="hidden",

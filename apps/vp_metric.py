@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from core.metrics.vp import PRESETS, SAMPLERS, named_sampler, vp_score
 
 LABELS = {"synthfaces": "SynthFaces factors (ground truth)", "vae": "VAE decoder", "generator-z": "StyleGAN3, Z",
-          "generator-w": "StyleGAN3, W"}
+          "generator-w": "StyleGAN3, W", "generator-nice": "StyleGAN3, NICE codes (identity, attributes)"}
 
 
 def per_dim_figure(per_dim: np.ndarray) -> go.Figure:

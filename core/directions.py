@@ -3,6 +3,8 @@
 - PCA (GANSpace-style): principal axes of W sampled through the mapping network.
 - Supervised (InterFaceGAN-style): generate faces, read each attribute with the face analyzer, and take the
   normal of the least-squares linear boundary in W as the attribute's direction.
+- NICE axes: principal axes of a trained NICE's identity code and of its attribute code. These live in code space:
+  the edit is `decode(encode(w) + alpha * scale * d)`, so an identity axis leaves the attribute code untouched.
 Every direction is a unit vector with a `scale`: the standard deviation of sampled W along it, so that
 alpha = 1 is one typical step. Directions are stored beside the generator as `<generator>_directions`.
 
@@ -14,6 +16,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -28,8 +31,12 @@ SUPERVISED = ("smile", "mouth_open", "eye_open", "yaw", "pitch", "roll", "eyegla
 class Direction:
     vector: torch.Tensor  # unit, [w_dim]
     scale: float  # std of sampled W along the vector
-    kind: str  # "pca" | "supervised"
-    quality: float  # explained variance ratio (pca) or R^2 of the linear fit (supervised)
+    kind: str  # "pca" | "supervised" (in W) | "nice_identity" | "nice_attribute" (in NICE code space)
+    quality: float  # explained variance ratio (pca, nice_*) or R^2 of the linear fit (supervised)
+
+    @property
+    def in_code_space(self) -> bool:
+        return self.kind.startswith("nice_")
 
 
 @torch.no_grad()
@@ -46,6 +53,19 @@ def pca_directions(w: torch.Tensor, k: int = 8) -> dict[str, Direction]:
     _, s, vt = torch.linalg.svd(centred, full_matrices=False)
     var = s.square() / (len(w) - 1)
     return {f"pca_{i}": Direction(vt[i], float(var[i].sqrt()), "pca", float(var[i] / var.sum())) for i in range(k)}
+
+
+@torch.no_grad()
+def nice_directions(nice: torch.nn.Module, w: torch.Tensor, k: int = 4) -> dict[str, Direction]:
+    """The top-k principal axes of the identity code and of the attribute code of sampled W (code-space vectors)."""
+    codes = nice.encode(w)
+    out = {}
+    for part, lo, hi in (("identity", 0, nice.id_dim), ("attribute", nice.id_dim, nice.dim)):
+        for name, d in pca_directions(codes[:, lo:hi], min(k, hi - lo)).items():
+            vector = torch.zeros(nice.dim)
+            vector[lo:hi] = d.vector
+            out[f"nice_{part}_{name.split('_')[1]}"] = Direction(vector, d.scale, f"nice_{part}", d.quality)
+    return out
 
 
 def fit_direction(w: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -113,13 +133,24 @@ def for_generator(G: torch.nn.Module, name: str) -> tuple[dict[str, Direction], 
         return pca_directions(sample_w(G, 5000)), f"{e} (showing PCA directions only)"
 
 
-def apply(ws: torch.Tensor, edits: dict[str, float], dirs: dict[str, Direction]) -> torch.Tensor:
-    """ws [B, num_ws, w_dim] moved by alpha * scale along each named direction."""
+def apply(ws: torch.Tensor, edits: dict[str, float], dirs: dict[str, Direction],
+          nice: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    """ws [B, num_ws, w_dim] moved by alpha * scale along each named direction (NICE axes through `nice`)."""
     out = ws.clone()
+    code_shift = None
     for name, alpha in edits.items():
         if alpha:
             d = dirs[name]
-            out = out + (alpha * d.scale) * d.vector.to(ws.device, ws.dtype)
+            step = (alpha * d.scale) * d.vector.to(ws.device, ws.dtype)
+            if d.in_code_space:
+                code_shift = step if code_shift is None else code_shift + step
+            else:
+                out = out + step
+    if code_shift is not None:
+        if nice is None:
+            raise ValueError("NICE axes need the NICE model they were computed with")
+        flat = out.reshape(-1, out.shape[-1])
+        out = nice.decode(nice.encode(flat) + code_shift).reshape(out.shape)
     return out
 
 
@@ -127,8 +158,8 @@ class Editor:
     """A generator with its directions, for interactive editing: W per (seed, truncation) is cached, so moving a
     slider costs one synthesis pass."""
 
-    def __init__(self, G: torch.nn.Module, dirs: dict[str, Direction]) -> None:
-        self.G, self.dirs = G, dirs
+    def __init__(self, G: torch.nn.Module, dirs: dict[str, Direction], nice: Optional[torch.nn.Module] = None) -> None:
+        self.G, self.dirs, self.nice = G, dirs, nice
         self._cache: dict[tuple[int, float], torch.Tensor] = {}
 
     def ws(self, seed: int, psi: float) -> torch.Tensor:
@@ -143,7 +174,7 @@ class Editor:
     @torch.no_grad()
     def image(self, seed: int, psi: float, edits: dict[str, float] | None = None) -> torch.Tensor:
         """[3, H, W] image in [0, 1] of a seed, edited along the named directions."""
-        ws = apply(self.ws(seed, psi), edits or {}, self.dirs)
+        ws = apply(self.ws(seed, psi), edits or {}, self.dirs, self.nice)
         return (self.G.synthesis(ws, noise_mode="const")[0].float().cpu() + 1).mul(0.5).clamp(0, 1)
 
 

@@ -67,6 +67,7 @@ EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offl
     "generator": Checkpoint("synthfaces_stylegan3", "stylegan3"),
     "analyzer": Checkpoint("synthfaces_analyzer", "face_analyzer"),
     "vae": Checkpoint("synthfaces_vae", "vae"),
+    "nice": Checkpoint("synthfaces_nice", "nice"),
 })
 
 
@@ -236,6 +237,11 @@ def export_run(run_dir: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[
         init = {k: cfg[k] for k in ("resolution", "width", "embed_dim", "hidden")}
         return "analyzer", state, {"kind": "face_analyzer", "init_kwargs": init, "trained_with": cfg,
                                    "step": meta["step"]}
+    if kind == "nice_training":
+        state = {k[5:]: v for k, v in tensors.items() if k.startswith("nice.")}
+        init = dict(dim=int(state["log_scale"].numel()), **{k: cfg[k] for k in ("id_dim", "layers", "hidden", "depth")})
+        return "nice", state, {"kind": "nice", "init_kwargs": init, "generator": cfg.get("generator"),
+                               "trained_with": cfg, "step": meta["step"]}
     raise HubError(f"{run.path}: checkpoints of kind {kind!r} cannot be published yet")
 
 

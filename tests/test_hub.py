@@ -72,6 +72,7 @@ def test_embedded_set_loads_from_checkpoints_offline(monkeypatch):
     assert hub.load("embedded", "vae").decode(torch.zeros(1, 100)).shape == (1, 3, 45, 45)
     G = hub.load("embedded", "generator")
     assert G(torch.randn(1, G.z_dim)).shape == (1, 3, 64, 64)
+    assert hub.load("embedded", "nice").dim == G.w_dim
 
 
 def test_ffhq_without_weights_says_how_to_get_them(monkeypatch, tmp_path):

@@ -53,6 +53,11 @@ def test_metrics_tail_reads_only_new_complete_lines(tmp_path):
     assert tail.steps_per_second() == pytest.approx(1.0)
     path.write_text('{"step": 1, "time": 9.0, "loss": 7.0}\nnot json\n')  # rewound by a resumed run
     assert tail.poll() == 1 and tail.series["loss"].values == [7.0] and tail.bad_lines == 1
+    with open(path, "a") as f:  # text, bools and nulls are not scalars; a record needs an integer step
+        f.write('{"step": 2, "loss": "nan?", "flag": true, "lr": null, "acc": 3}\n{"step": "x", "loss": 1.0}\n')
+    assert tail.poll() == 1 and tail.bad_lines == 2
+    assert tail.series["loss"].values == [7.0] and tail.series["acc"].values == [3]
+    assert "flag" not in tail.series and "lr" not in tail.series
     path.unlink()
     assert tail.poll() == 0 and tail.series == {}
 

@@ -9,7 +9,8 @@ import torch
 from apps import latent_sliders
 from core.checkpoints import save_checkpoint
 from core.directions import (Editor, apply, directions, fit_direction, for_generator, load_directions,
-                             pca_directions, sample_w, save_directions, supervised_directions)
+                             nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
+from core.nice import NICE
 from core.stylegan3 import Generator
 from tests.conftest import tiny_kwargs
 
@@ -80,6 +81,38 @@ def test_editor_and_app_functions(tiny_g):
                              ("abc", 0.7, 0), (1, 0.7, float("inf"))):
         with pytest.raises(gr.Error):
             latent_sliders.edit_image(editor, names[:1], seed, psi, alpha)
+
+
+def test_nice_axes_move_one_code_only(tiny_g):
+    torch.manual_seed(3)
+    nice = NICE(tiny_g.w_dim, 12, hidden=32, depth=2)
+    for p in nice.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    w = sample_w(tiny_g, 800)
+    dirs = nice_directions(nice, w, k=3)
+    assert sorted(dirs) == sorted([f"nice_{part}_{i}" for part in ("identity", "attribute") for i in range(3)])
+    ws = tiny_g.mapping(tiny_g.z_from_seed(4), truncation_psi=0.7)
+    with torch.no_grad():
+        moved = apply(ws, {"nice_identity_0": 2.0}, dirs, nice)
+        before, after = nice.encode(ws[:, 0]), nice.encode(moved[:, 0])
+    assert torch.allclose(before[:, 12:], after[:, 12:], atol=1e-4)  # attribute code untouched
+    shift = after[:, :12] - before[:, :12]
+    assert torch.allclose(shift[0], 2.0 * dirs["nice_identity_0"].scale * dirs["nice_identity_0"].vector[:12],
+                          atol=1e-4)
+    assert torch.allclose(moved[:, 0], moved[:, -1])  # every layer gets the same edited w
+    with pytest.raises(ValueError, match="NICE axes need"):
+        apply(ws, {"nice_attribute_1": 1.0}, dirs)
+    editor = Editor(tiny_g, {**pca_directions(w, 2), **dirs}, nice)
+    names = list(editor.dirs)
+    plain = latent_sliders.edit_image(editor, [], 4, 0.7)
+    edited = latent_sliders.edit_image(editor, names, 4, 0.7, *[0.0] * (len(names) - 1), 2.5)
+    assert np.abs(edited.astype(int) - plain.astype(int)).mean() > 1
+
+
+def test_embedded_sliders_include_nice_axes():
+    editor, note = latent_sliders.load_editor("embedded")
+    kinds = {d.kind for d in editor.dirs.values()}
+    assert {"supervised", "pca", "nice_identity", "nice_attribute"} <= kinds and editor.nice is not None
 
 
 def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from core import hub
 from core.checkpoints import save_checkpoint
 from core.nice import NICE
 from core.stylegan3 import Generator
@@ -40,6 +41,11 @@ def test_training_logs_every_loss_resumes_and_ships(tmp_path):
     w = torch.randn(3, 32)
     assert (nice.decode(nice.encode(w)) - w).abs().max() < 1e-5
     assert json.loads((run.path / "status.json").read_text())["state"] == "finished"
+    role, state, config = hub.export_run(run.path)  # what `python -m core.hub push` publishes
+    assert role == "nice" and config["init_kwargs"]["dim"] == 32 and config["step"] == 6
+    published = NICE(**config["init_kwargs"])
+    published.load_state_dict(state)
+    assert torch.allclose(published.encode(w), nice.encode(w))
 
 
 def test_console_commands(tmp_path, capsys):
@@ -63,3 +69,23 @@ def test_mix_scores_tell_which_donor_a_mix_resembles(tmp_path):
     assert take_b.to_attribute_donor > 0.999 and take_b.to_identity_donor < 0.999
     half = mix_scores(world.sample_w, world.render, world.analyzer, split_w_mix(16), pairs=32)
     assert half.to_identity_donor < 1 and half.to_attribute_donor < 1
+
+
+def test_w_versus_nice_report(tmp_path):
+    from core import nice_report
+    g = tiny_generator(tmp_path)
+    torch.manual_seed(1)
+    nice = NICE(32, 12, hidden=32, depth=2)
+    for p in nice.parameters():  # a non-trivial (untrained) bijection
+        torch.nn.init.normal_(p, std=0.1)
+    path = save_checkpoint(tmp_path / "nice", nice.state_dict(), {"kind": "nice", "init_kwargs": nice.init_kwargs})
+    cfg = NiceConfig(generator=str(g), id_dim=5, disc_hidden=16, disc_steps=5, batch_size=8)
+    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)
+    assert set(result["spaces"]) == {"W", "NICE"} and "hair_colour" in result["dci_factors"]
+    for space in result["spaces"].values():
+        assert -1 <= space["similarity_to_identity_donor"] <= 1 and 0 <= space["dci_disentanglement"] <= 1
+        assert math.isfinite(space["leak_identity_from_attribute_code"])
+    assert arrays["identity_code"].shape == (200, 12) and arrays["attribute_code"].shape == (200, 20)
+    table = nice_report.markdown(result)
+    assert table.count("\n") == 2 + len(nice_report.ROWS) and "| W | NICE |" in table
+    assert len(nice_report.pca_figure(arrays).data) == 4

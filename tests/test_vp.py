@@ -67,3 +67,27 @@ def test_vp_app_scores_synthfaces_and_refuses_bad_input(monkeypatch):
             vp_metric.run_vp(*args)
     config = vp_metric.build().get_config_file()
     assert any(c.get("type") == "plot" for c in config["components"])
+
+
+def test_named_samplers_render_every_space():
+    from core.metrics.vp import SAMPLERS, named_sampler
+    for name in SAMPLERS:
+        sample_fn, dim, (lo, hi) = named_sampler(name)
+        z = lo + (hi - lo) * torch.rand(2, dim, generator=torch.Generator().manual_seed(0))
+        images = sample_fn(z)
+        assert images.ndim == 4 and images.shape[:2] == (2, 3) and 0 <= images.min() and images.max() <= 1, name
+        assert not torch.equal(images[0], images[1]), name
+    with pytest.raises(ValueError, match="unknown latent space"):
+        named_sampler("pixels")
+
+
+def test_vp_evidence_correlation_and_plot():
+    from core.vp_evidence import rank_correlation, svg_scatter
+    rows = [dict(space=f"s{i}", group="beta-VAE family", vp=v, dci_d=d)
+            for i, (v, d) in enumerate([(0.2, 0.1), (0.5, 0.4), (0.4, 0.3), (0.9, 0.8)])]
+    assert rank_correlation(rows) == pytest.approx(1.0)
+    rows[0]["dci_d"] = 0.95
+    assert rank_correlation(rows) == pytest.approx(-0.2)
+    assert np.isnan(rank_correlation(rows[:2]))
+    svg = svg_scatter(rows, "t")
+    assert svg.startswith("<svg") and svg.count("<circle") == 4 and "s3" in svg

@@ -77,16 +77,25 @@ class FaceAnalyzer(torch.nn.Module):
                                    align_corners=False, antialias=True)
         return images
 
-    def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Un-normalised head outputs: (embedding, factor logits, landmark fractions [B, L, 2])."""
+    def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(resized input, /8 features, landmark heatmaps [B, L, h, w] as probabilities)."""
         x = self.prepare(images)
         f1 = self.block1(self.stem((x - self.mean) * 2))
         f2 = self.block2(f1)
-        h = self.trunk(self.block3(f2))
         up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         heat = self.landmark_head(torch.cat([f1, up], dim=1))
         b, n, hh, ww = heat.shape
-        prob = torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
+        return x, f2, torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
+
+    def landmark_confidence(self, images: torch.Tensor) -> torch.Tensor:
+        """[B] mean peak probability of the landmark heatmaps: high on faces, low where no landmark can be found."""
+        return self._features(images)[2].flatten(2).amax(2).mean(1)
+
+    def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Un-normalised head outputs: (embedding, factor logits, landmark fractions [B, L, 2])."""
+        x, f2, prob = self._features(images)
+        h = self.trunk(self.block3(f2))
+        b, n, hh, ww = prob.shape
         xs = (torch.arange(ww, dtype=prob.dtype, device=prob.device) + 0.5) / ww
         ys = (torch.arange(hh, dtype=prob.dtype, device=prob.device) + 0.5) / hh
         lm = torch.stack([(prob.sum(2) * xs).sum(2), (prob.sum(3) * ys).sum(2)], dim=2)

@@ -146,14 +146,15 @@ def vp_score(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: int,
     return VPResult(float(np.mean(scores)), float(np.std(scores)), scores, per_dim, confusion)
 
 
-SAMPLERS = ("synthfaces", "vae", "generator-z", "generator-w")
+SAMPLERS = ("synthfaces", "vae", "generator-z", "generator-w", "generator-nice")
 
 
 def named_sampler(name: str, models: str = "embedded", device: str = "cpu", resolution: int = 64
                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, tuple[float, float]]:
     """(sample_fn, latent_dim, latent_range) of a named latent space:
     synthfaces = the renderer driven by its own factors (the ground-truth 'perfect' latent); vae = the VAE decoder;
-    generator-z = G from Z; generator-w = G from W in standardised coordinates (w_avg + u * std of W)."""
+    generator-z = G from Z; generator-w = G from W and generator-nice = G from NICE codes, both in standardised
+    coordinates (mean + u * std of sampled codes)."""
     if name == "synthfaces":
         from core.synthfaces import NUM_FACTORS, render
         return (lambda z: render(z, resolution)[0]), NUM_FACTORS, (0.0, 1.0)
@@ -161,17 +162,22 @@ def named_sampler(name: str, models: str = "embedded", device: str = "cpu", reso
     if name == "vae":
         vae = hub.load(models, "vae", device=device)
         return (lambda z: vae.decode(z.to(device)).cpu()), vae.dim_z, (-2.0, 2.0)
-    if name in ("generator-z", "generator-w"):
+    if name in ("generator-z", "generator-w", "generator-nice"):
         G = hub.load(models, "generator", device=device)
 
         def render_w(w: torch.Tensor) -> torch.Tensor:
-            ws = w.to(device).unsqueeze(1).expand(-1, G.num_ws, -1)
-            return ((G.synthesis(ws, noise_mode="const") + 1) * 0.5).clamp(0, 1).cpu()
+            return G.images_from_w(w.to(device)).clamp(0, 1).cpu()
 
         if name == "generator-z":
             return (lambda z: render_w(G.mapping(z.to(device))[:, 0])), G.z_dim, (-2.0, 2.0)
         with torch.no_grad():
             w = G.mapping(torch.randn(4000, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))[:, 0]
-        mean, std = w.mean(0).cpu(), w.std(0).cpu()
-        return (lambda u: render_w(mean + u * std)), G.w_dim, (-2.0, 2.0)
+        if name == "generator-w":
+            mean, std = w.mean(0), w.std(0)
+            return (lambda u: render_w(mean + u.to(device) * std)), G.w_dim, (-2.0, 2.0)
+        nice = hub.load(models, "nice", device=device)
+        with torch.no_grad():
+            codes = nice.encode(w)
+        mean, std = codes.mean(0), codes.std(0)
+        return (lambda u: render_w(nice.decode(mean + u.to(device) * std))), nice.dim, (-2.0, 2.0)
     raise ValueError(f"unknown latent space {name!r}; known: {', '.join(SAMPLERS)}")

@@ -332,6 +332,11 @@ class Generator(torch.nn.Module):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
 
+    def images_from_w(self, w: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] [B, 3, H, W] of single W vectors [B, w_dim] (the same w at every layer, constant noise)."""
+        ws = w.unsqueeze(1).expand(-1, self.num_ws, -1)
+        return (self.synthesis(ws, noise_mode="const") + 1) * 0.5
+
     def z_from_seed(self, seed: int, batch: int = 1) -> torch.Tensor:
         """The latent that the official gen_images.py draws for a seed (numpy RandomState), on G's device."""
         z = np.random.RandomState(seed).randn(batch, self.z_dim)

@@ -6,6 +6,9 @@
 The recipe follows the official StyleGAN3 training: non-saturating logistic loss, lazy R1 on reals every
 `r1_interval` steps (with the Adam lr/betas correction for lazy regularisation), Adam(0, 0.99), an EMA copy of G
 whose half-life grows with the images seen, and the discriminator's inputs blurred at the start of training.
+Optional variation-predictability loss (`vp_weight` > 0; Zhu et al., 2020): in the generator step, one of the
+first `vp_dims` latent dimensions is redrawn, and G and a predictor Q both minimise Q's cross-entropy in telling
+from the image difference which dimension it was (a lower bound on their mutual information).
 Real images are rendered on the fly, seeded by step and process, so a resumed run sees the same data.
 Gradients are averaged across processes by hand (as the official code does) because R1 needs double backward.
 """
@@ -25,6 +28,7 @@ from tqdm import tqdm
 from core.checkpoints import save_checkpoint
 from core.imaging import save_grid
 from core.metrics.fd import analyzer_features, factor_match, frechet_distance
+from core.metrics.vp import VarPredNet
 from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator
 from core.stylegan3.ops import upfirdn2d
@@ -75,8 +79,14 @@ class GanConfig:
     analyzer: str = "synthfaces_analyzer"
     seed: int = 0
     ship_to: str = ""
+    vp_weight: float = 0.0  # variation-predictability loss weight (0 = off)
+    vp_dims: int = 8  # the first vp_dims latent dimensions carry the constraint
+    vp_width: int = 16  # predictor width
+    vp_lr: float = 0.001
 
     def __post_init__(self) -> None:
+        if self.vp_weight < 0 or not 2 <= self.vp_dims <= self.z_dim:
+            raise ValueError(f"vp_weight must be >= 0 and vp_dims between 2 and z_dim ({self.z_dim})")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS} (fp16 lives in the network: num_fp16_res)")
         if self.batch_size % min(self.mbstd_group, self.batch_size):
@@ -170,12 +180,26 @@ class Evaluator:
                 "factor_w1_mean": sum(match.values()) / len(match), **{f"factor_w1/{k}": v for k, v in match.items()}}
 
 
+def vp_loss(G: torch.nn.Module, Q: torch.nn.Module, z: torch.Tensor, fake: torch.Tensor, dims: int,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy of Q telling which of the first `dims` latent dimensions was redrawn, Q's accuracy); `fake` is
+    G(z), so one extra synthesis pass is needed."""
+    which = torch.randint(0, dims, (len(z),), generator=gen).to(z.device)
+    z2 = z.clone()
+    z2[torch.arange(len(z), device=z.device), which] = torch.randn(len(z), generator=gen).to(z)
+    logits = Q(G(z2) - fake)
+    return F.cross_entropy(logits.float(), which), (logits.argmax(1) == which).float().mean()
+
+
 def _state(G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer,
-           opt_d: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {f"{prefix}.{k}": v for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema))
-               for k, v in m.state_dict().items()}
+           opt_d: torch.optim.Optimizer, Q: torch.nn.Module | None = None,
+           opt_q: torch.optim.Optimizer | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {f"{prefix}.{k}": v for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema), ("Q", Q))
+               if m is not None for k, v in m.state_dict().items()}
     meta = {}
-    for prefix, opt in (("g", opt_g), ("d", opt_d)):
+    for prefix, opt in (("g", opt_g), ("d", opt_d), ("q", opt_q)):
+        if opt is None:
+            continue
         t, m = optimizer_tensors(opt)
         tensors.update({f"{prefix}_{k}": v for k, v in t.items()})
         meta[f"{prefix}_optimizer"] = m
@@ -183,10 +207,14 @@ def _state(G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module, opt_g
 
 
 def _restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], G: torch.nn.Module, D: torch.nn.Module,
-             G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
-    for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema)):
-        m.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-    for prefix, opt in (("g", opt_g), ("d", opt_d)):
+             G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+             Q: torch.nn.Module | None = None, opt_q: torch.optim.Optimizer | None = None) -> None:
+    for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema), ("Q", Q)):
+        if m is not None:
+            m.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+    for prefix, opt in (("g", opt_g), ("d", opt_d), ("q", opt_q)):
+        if opt is None:
+            continue
         own = {k[2:]: v for k, v in tensors.items() if k.startswith(prefix + "_optim.")}
         load_optimizer_tensors(opt, own, meta[f"{prefix}_optimizer"])
 
@@ -204,6 +232,8 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
     ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+    Q = VarPredNet(cfg.vp_dims, cfg.vp_width).to(device) if cfg.vp_weight > 0 else None
+    opt_q = torch.optim.Adam(Q.parameters(), lr=cfg.vp_lr) if Q is not None else None
     run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume) if main else RunDir(
         Path(cfg.runs_dir) / cfg.name)
     accelerator.wait_for_everyone()
@@ -211,7 +241,7 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
     latest = run.latest() if resume else None
     if latest is not None:
         tensors, meta = latest
-        _restore({k: v.to(device) for k, v in tensors.items()}, meta, G, D, G_ema, opt_g, opt_d)
+        _restore({k: v.to(device) for k, v in tensors.items()}, meta, G, D, G_ema, opt_g, opt_d, Q, opt_q)
         step = meta["step"]
         if main:
             run.rewind(step)
@@ -253,10 +283,19 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
             # Generator: non-saturating loss through a frozen D.
             D.requires_grad_(False)
             with accelerator.autocast():
-                logits_gen = D(blur(G(z_g), sigma))
+                fake_g = G(z_g)
+                logits_gen = D(blur(fake_g, sigma))
                 loss_g = F.softplus(-logits_gen).mean()
+                if Q is not None:  # G and Q both minimise Q's error (the VP mutual-information term)
+                    loss_vp, vp_acc = vp_loss(G, Q, z_g, fake_g, cfg.vp_dims, gen)
             opt_g.zero_grad(set_to_none=True)
-            loss_g.float().backward()
+            if Q is not None:
+                opt_q.zero_grad(set_to_none=True)
+                (loss_g.float() + cfg.vp_weight * loss_vp).backward()
+                _average_gradients(accelerator, Q)
+                opt_q.step()
+            else:
+                loss_g.float().backward()
             _average_gradients(accelerator, G)
             opt_g.step()
 
@@ -274,6 +313,8 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
                                images_seen=seen)
                 if regularise:
                     scalars["r1_penalty"] = penalty.mean().item()
+                if Q is not None:
+                    scalars.update(loss_vp=loss_vp.item(), vp_accuracy=vp_acc.item())
                 run.log(step, **scalars)
                 bar.set_postfix(d=f"{scalars['loss_d']:.3f}", g=f"{scalars['loss_g']:.3f}")
             if step % cfg.sample_every == 0 or step == cfg.steps:
@@ -283,7 +324,7 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
                 report = evaluator(G_ema)
                 run.log(step, **report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                tensors, meta = _state(G, D, G_ema, opt_g, opt_d)
+                tensors, meta = _state(G, D, G_ema, opt_g, opt_d, Q, opt_q)
                 run.save(step, tensors, {"kind": "gan_training", **meta, "config": asdict(cfg)})
                 run.set_status("running", step, total_steps=cfg.steps)
     except BaseException as e:

@@ -82,8 +82,7 @@ class Frozen:
                                   truncation_psi=self.psi)[:, 0]
 
     def render(self, w: torch.Tensor) -> torch.Tensor:
-        ws = w.unsqueeze(1).expand(-1, self.G.num_ws, -1)
-        return (self.G.synthesis(ws, noise_mode="const") + 1) * 0.5
+        return self.G.images_from_w(w)
 
     def read(self, w: torch.Tensor):
         img = self.render(w)

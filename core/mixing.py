@@ -1,0 +1,215 @@
+"""Face mixing: the identity of face A on the expression, pose and glasses of face B, through a trained NICE.
+
+Faces come from seeds or from uploaded pictures. An upload is checked (a readable image, not huge, a face) and
+projected into W by optimising w so that the generated face reads like the upload in the analyzer's feature space
+(identity embedding, factors, landmarks) plus a light pixel term. Every result carries the analyzer's cosine
+similarity to the identity donor and to the attribute donor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+MAX_UPLOAD_PIXELS = 25_000_000  # larger pictures are refused before they are decoded
+MAX_UPLOAD_SIDE = 8192
+
+
+class FaceInputError(ValueError):
+    """An input face cannot be used; the message says why in words a user understands."""
+
+
+def load_face_image(path: str | Path, resolution: int) -> torch.Tensor:
+    """An uploaded picture as a [3, R, R] tensor in [0, 1]: centre-cropped to a square and resized."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_UPLOAD_PIXELS or max(w, h) > MAX_UPLOAD_SIDE:
+                raise FaceInputError(f"the image is too large ({w} x {h} pixels); use one of at most "
+                                     f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels and {MAX_UPLOAD_SIDE} px a side")
+            if min(w, h) < 16:
+                raise FaceInputError(f"the image is too small ({w} x {h} pixels) to hold a face")
+            im = im.convert("RGB")
+            side = min(w, h)
+            im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+            im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
+            array = np.asarray(im, dtype=np.float32) / 255.0
+    except FaceInputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise FaceInputError("the file is not an image this app can read (use PNG, JPEG or WebP)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise FaceInputError(f"the image could not be decoded ({e}); it may be truncated or corrupt") from None
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _features(analysis, size: int) -> torch.Tensor:
+    """Analyzer features used to recognise faces: embedding, factors and landmarks (as image fractions)."""
+    return torch.cat([analysis.embedding, analysis.factors, (analysis.landmarks / size).flatten(1)], dim=1)
+
+
+class FaceCheck:
+    """Is this a face of the world the analyzer knows? Two tests, each calibrated on reference faces: the landmark
+    heatmaps must be as peaked as on faces, and the analyzer features must lie near the reference faces'
+    (Mahalanobis distance). Thresholds sit beyond every held-out reference face by a margin."""
+
+    def __init__(self, analyzer: torch.nn.Module, reference: torch.Tensor, distance_margin: float = 1.5,
+                 confidence_margin: float = 0.7) -> None:
+        half = len(reference) // 2
+        with torch.no_grad():
+            fit = _features(analyzer(reference[:half]), reference.shape[-1]).double()
+            held = _features(analyzer(reference[half:]), reference.shape[-1]).double()
+            held_conf = analyzer.landmark_confidence(reference[half:])
+        self.analyzer, self.mean = analyzer, fit.mean(0)
+        cov = torch.cov((fit - self.mean).T)
+        cov += torch.eye(len(cov), dtype=cov.dtype) * cov.diagonal().mean() * 0.05  # shrinkage: stable inverse
+        self.precision = torch.linalg.inv(cov)
+        self.max_distance = float(self._distance(held).max()) * distance_margin
+        self.min_confidence = float(held_conf.min()) * confidence_margin
+
+    def _distance(self, features: torch.Tensor) -> torch.Tensor:
+        d = features.double() - self.mean
+        return ((d @ self.precision) * d).sum(1).clamp_min(0).sqrt()
+
+    @torch.no_grad()
+    def measure(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B] feature distances, [B] landmark confidences) of [B, 3, H, W] images in [0, 1]."""
+        return (self._distance(_features(self.analyzer(images), images.shape[-1])),
+                self.analyzer.landmark_confidence(images).double())
+
+    def is_face(self, images: torch.Tensor) -> torch.Tensor:
+        distance, confidence = self.measure(images)
+        return (distance <= self.max_distance) & (confidence >= self.min_confidence)
+
+    def require_face(self, image: torch.Tensor) -> None:
+        """Raise FaceInputError when [3, H, W] holds no face the analyzer can read."""
+        distance, confidence = (float(v[0]) for v in self.measure(image.unsqueeze(0)))
+        if not np.isfinite(distance) or distance > self.max_distance or confidence < self.min_confidence:
+            raise FaceInputError(
+                f"no face found in the image (landmark confidence {confidence:.2f}, faces have at least "
+                f"{self.min_confidence:.2f}; distance from known faces {distance:.0f}, faces lie within "
+                f"{self.max_distance:.0f}). Upload a frontal face picture like the SynthFaces examples.")
+
+
+@dataclass
+class Projection:
+    w: torch.Tensor  # [1, w_dim]
+    image: torch.Tensor  # [3, H, W] the generated face
+    identity_similarity: float  # analyzer cosine between the upload and its projection
+    steps: int
+
+
+class FaceMixer:
+    """Generator + analyzer + NICE: faces by seed or upload, mixes, grids and interpolation strips with scores."""
+
+    def __init__(self, G: torch.nn.Module, analyzer: torch.nn.Module, nice: torch.nn.Module,
+                 reference: Optional[torch.Tensor] = None) -> None:
+        if nice.dim != G.w_dim:
+            raise ValueError(f"the NICE model works on {nice.dim}-d latents but the generator's W is {G.w_dim}-d")
+        self.G, self.analyzer, self.nice = G.eval(), analyzer.eval(), nice.eval()
+        self.device = G.mapping.w_avg.device
+        self.resolution = G.img_resolution
+        self._check = FaceCheck(analyzer, reference) if reference is not None else None
+
+    @classmethod
+    def load(cls, models: str = "embedded", device: str = "cpu") -> "FaceMixer":
+        """The mixer of a model set; uploads are checked against SynthFaces renders in the embedded world."""
+        from core import hub
+        from core.synthfaces import render_faces
+        G = hub.load(models, "generator", device=device)
+        analyzer = hub.load(models, "analyzer", device=device)
+        nice = hub.load(models, "nice", device=device)
+        reference = render_faces(torch.arange(10_000, 10_512), seed=4242, resolution=G.img_resolution).images
+        return cls(G, analyzer, nice, reference.to(device))
+
+    def w_from_seed(self, seed: int, psi: float = 0.7) -> torch.Tensor:
+        with torch.no_grad():
+            return self.G.mapping(self.G.z_from_seed(int(seed)), truncation_psi=float(psi))[:, 0]
+
+    def render(self, w: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] images in [0, 1] (on the CPU) of W vectors [B, w_dim]."""
+        with torch.no_grad():
+            return self.G.images_from_w(w.to(self.device)).clamp(0, 1).float().cpu()
+
+    def similarity(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """[B] analyzer cosine similarity of each image to its reference (one reference broadcasts)."""
+        with torch.no_grad():
+            a = self.analyzer(images.to(self.device)).embedding
+            b = self.analyzer(reference.to(self.device)).embedding
+        return (a * b).sum(1).cpu()
+
+    def check_face(self, image: torch.Tensor) -> None:
+        """Raise FaceInputError when an uploaded [3, R, R] image holds no face (no check without references)."""
+        if self._check is not None:
+            self._check.require_face(image.to(self.device))
+
+    def project(self, image: torch.Tensor, steps: int = 60, lr: float = 0.03, starts: int = 16, seed: int = 0,
+                callback: Optional[Callable[[int, int], None]] = None) -> Projection:
+        """Find w whose face reads like `image` [3, R, R] to the analyzer; callback(step, steps) reports progress."""
+        if image.shape != (3, self.resolution, self.resolution):
+            raise FaceInputError(f"expected a [3, {self.resolution}, {self.resolution}] image, got {list(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise FaceInputError("the image holds NaN or infinite values")
+        target_img = image.to(self.device).unsqueeze(0).clamp(0, 1)
+        self.check_face(image)
+        with torch.no_grad():
+            target = self.analyzer(target_img)
+            gen = torch.Generator().manual_seed(seed)
+            candidates = self.G.mapping(torch.randn(starts, self.G.z_dim, generator=gen).to(self.device),
+                                        truncation_psi=0.7)[:, 0]
+            start_loss = self._loss(candidates, target, target_img)
+        w = candidates[int(start_loss.argmin())].clone().unsqueeze(0).requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=lr)
+        for step in range(steps):
+            loss = self._loss(w, target, target_img).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if callback is not None:
+                callback(step + 1, steps)
+        w = w.detach()
+        img = self.render(w)
+        return Projection(w, img[0], float(self.similarity(img, target_img.cpu())[0]), steps)
+
+    def _loss(self, w: torch.Tensor, target, target_img: torch.Tensor) -> torch.Tensor:
+        """[B] projection losses: identity (1 - cosine), factors, landmarks (fraction of the side), pixels."""
+        img = self.G.images_from_w(w).clamp(0, 1)
+        out = self.analyzer(img)
+        size = img.shape[-1]
+        return ((1 - (out.embedding * target.embedding).sum(1))
+                + (out.factors - target.factors).square().mean(1) * 4
+                + (out.landmarks - target.landmarks).abs().mean((1, 2)) / size * 10
+                + (img - target_img).square().mean((1, 2, 3)))
+
+    def mix(self, w_identity: torch.Tensor, w_attributes: torch.Tensor) -> torch.Tensor:
+        """W of identity donors [B, w_dim] on attribute donors [B, w_dim]."""
+        with torch.no_grad():
+            return self.nice.mix(w_identity.to(self.device), w_attributes.to(self.device))
+
+    def grid(self, w_identities: torch.Tensor, w_attributes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [N*M, 3, H, W] of every identity (rows) on every attribute donor (columns), and [N*M, 2] scores
+        (similarity to the row's identity donor, to the column's attribute donor)."""
+        n, m = len(w_identities), len(w_attributes)
+        ids = w_identities.repeat_interleave(m, dim=0)
+        attrs = w_attributes.repeat(n, 1)
+        images = self.render(self.mix(ids, attrs))
+        return images, self.scores(images, self.render(ids), self.render(attrs))
+
+    def strip(self, w_a: torch.Tensor, w_b: torch.Tensor, part: str, steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move only the identity or only the attributes of A towards B: images [steps, 3, H, W] and [steps, 2]
+        similarities to A and to B."""
+        if not 2 <= steps <= 32:
+            raise ValueError("an interpolation strip has 2 to 32 steps")
+        t = torch.linspace(0, 1, steps, device=self.device)
+        with torch.no_grad():
+            images = self.render(self.nice.interpolate(w_a.to(self.device), w_b.to(self.device), t, part))
+        return images, self.scores(images, self.render(w_a), self.render(w_b))
+
+    def scores(self, images: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """[B, 2] analyzer similarity of each image to `first` and to `second` (each [B] or [1] images)."""
+        return torch.stack([self.similarity(images, first), self.similarity(images, second)], dim=1)

@@ -1,0 +1,142 @@
+"""Raw W against NICE codes on one generator: identity similarity of mixes, DCI against the factors the analyzer
+reads, leakage between the codes, and PCA plots of the identity and attribute codes.
+
+    python -m core.nice_report [--config configs/nice_synthfaces.yaml] [--nice synthfaces_nice] [--out docs/nice]
+
+The raw-W baseline splits W at the same place (first id_dim coordinates = 'identity'). Writes report.json,
+report.md (the table) and pca.html (plotly) into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.metrics.dci import dci
+from core.metrics.identity import mix_scores, split_w_mix
+from core.nice import NICE
+from core.synthfaces import FACTOR_NAMES
+from core.train.nice import Frozen, NiceConfig, probe_leakage
+
+RELIABLE_MAE = 0.1  # DCI uses the factors the analyzer reads to within this mean absolute error (its own report)
+
+
+def reliable_factors(analyzer_name: str = "synthfaces_analyzer") -> list[str]:
+    """Factors the analyzer reads well enough to serve as ground truth for generated faces."""
+    from core.checkpoints import load_checkpoint
+    metrics = load_checkpoint(analyzer_name)[1].get("metrics", {})
+    names = [n for n in FACTOR_NAMES if metrics.get(f"mae_{n}", 1.0) <= RELIABLE_MAE
+             or metrics.get(f"acc_{n}", 0.0) >= 0.95]
+    return names or list(FACTOR_NAMES)
+
+
+@torch.no_grad()
+def read_codes(world: Frozen, nice: NICE, n: int, seed: int = 5, batch: int = 250) -> tuple[np.ndarray, ...]:
+    """(W [n, d], NICE codes [n, d], analyzer factors [n, F]) of n seeded faces."""
+    gen = torch.Generator().manual_seed(seed)
+    ws, codes, factors = [], [], []
+    for start in range(0, n, batch):
+        w = world.sample_w(min(batch, n - start), gen)
+        ws.append(w)
+        codes.append(nice.encode(w))
+        factors.append(world.read(w)[1].factors)
+    return tuple(torch.cat(x).numpy() for x in (ws, codes, factors))
+
+
+def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 256,
+           progress: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The W-vs-NICE numbers, and the arrays the PCA plots need."""
+    world = Frozen(cfg)
+    nice = NICE.from_pretrained(nice_path).eval()
+    if nice.dim != world.G.w_dim:
+        raise ValueError(f"{nice_path} works on {nice.dim}-d latents; {cfg.generator} has {world.G.w_dim}-d W")
+    cfg = replace(cfg, id_dim=nice.id_dim)
+    w, codes, factors = read_codes(world, nice, samples)
+    names = reliable_factors()
+    cols = [FACTOR_NAMES.index(n) for n in names]
+    out: dict[str, Any] = {"generator": cfg.generator, "nice": str(nice_path), "samples": samples, "pairs": pairs,
+                           "dci_factors": names, "spaces": {}}
+    mixers = {"W": split_w_mix(nice.id_dim), "NICE": nice.mix}
+    for space, code in (("W", w), ("NICE", codes)):
+        scores = mix_scores(world.sample_w, world.render, world.analyzer, mixers[space], pairs=pairs)
+        d = dci(code, factors[:, cols])
+        leak = probe_leakage(replace(cfg, nice=str(nice_path) if space == "NICE" else ""), progress=progress)
+        out["spaces"][space] = {
+            "similarity_to_identity_donor": scores.to_identity_donor,
+            "similarity_to_attribute_donor": scores.to_attribute_donor,
+            "dci_disentanglement": d.disentanglement, "dci_completeness": d.completeness,
+            "dci_informativeness": d.informativeness,
+            "leak_attributes_from_identity_code": 1 - leak["attributes_from_identity_code"],
+            "leak_identity_from_attribute_code": 1 - leak["identity_from_attribute_code"],
+        }
+    arrays = {"identity_code": codes[:, :nice.id_dim], "attribute_code": codes[:, nice.id_dim:], "factors": factors}
+    return out, arrays
+
+
+ROWS = [("similarity_to_identity_donor", "mix vs identity donor (cosine, higher is better; target >= 0.8)"),
+        ("similarity_to_attribute_donor", "mix vs attribute donor (cosine, lower is better; target <= 0.3)"),
+        ("dci_disentanglement", "DCI disentanglement"), ("dci_completeness", "DCI completeness"),
+        ("dci_informativeness", "DCI informativeness"),
+        ("leak_attributes_from_identity_code", "attributes predictable from identity code (R², lower is better)"),
+        ("leak_identity_from_attribute_code", "identity predictable from attribute code (R², lower is better)")]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report as a Markdown table: one row per measure, a column per space."""
+    spaces = list(result["spaces"])
+    lines = ["| measure | " + " | ".join(spaces) + " |", "|---|" + "---:|" * len(spaces)]
+    for key, label in ROWS:
+        lines.append(f"| {label} | " + " | ".join(f"{result['spaces'][s][key]:.3f}" for s in spaces) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pca_figure(arrays: dict[str, np.ndarray], identity_factor: str = "hair_colour", attribute_factor: str = "yaw"):
+    """Plotly 2 x 2: each code's first two principal components, coloured by an identity and an attribute factor."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    titles = [f"{code} code, colour = {f}" for code in ("identity", "attribute")
+              for f in (identity_factor, attribute_factor)]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.12)
+    for r, code in enumerate(("identity_code", "attribute_code")):
+        x = arrays[code] - arrays[code].mean(0)
+        pcs = x @ np.linalg.svd(x, full_matrices=False)[2][:2].T
+        for c, factor in enumerate((identity_factor, attribute_factor)):
+            fig.add_trace(go.Scattergl(x=pcs[:, 0], y=pcs[:, 1], mode="markers", showlegend=False,
+                                       marker=dict(size=4, color=arrays["factors"][:, FACTOR_NAMES.index(factor)],
+                                                   colorscale="Viridis", cmin=0, cmax=1)), row=r + 1, col=c + 1)
+    fig.update_layout(height=800, width=900, title="PCA of NICE codes (a factor should organise only its own code)")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.config import load_config
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/nice_synthfaces.yaml")
+    p.add_argument("--nice", default="synthfaces_nice")
+    p.add_argument("--out", default="docs/nice")
+    p.add_argument("--samples", type=int, default=2000)
+    p.add_argument("--pairs", type=int, default=256)
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(NiceConfig, args.config, {})
+        result, arrays = report(cfg, args.nice, args.samples, args.pairs)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(result))
+    pca_figure(arrays).write_html(out / "pca.html", include_plotlyjs="cdn")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

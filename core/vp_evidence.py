@@ -1,0 +1,133 @@
+"""Does variation predictability agree with DCI disentanglement? The paper's main claim, checked on our models.
+
+    python -m core.vp_evidence [--preset fast] [--out docs/vp]
+
+Spaces: the beta-VAE family (same architecture, beta 0.5 to 8; DCI of the encoder means against the SynthFaces
+ground-truth factors of rendered faces) and the embedded generator's W and NICE codes (DCI against the factors the
+analyzer reads on generated faces, as in core.nice_report). VP scores come from `vp_score` on each decoder.
+Writes vp_vs_dci.json and vp_vs_dci.svg; prints the table and Spearman rank correlations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats
+import torch
+
+from core.metrics.dci import dci
+from core.metrics.vp import named_sampler, vp_score
+
+FAMILY = ("synthfaces_vae_family_beta0p5", "synthfaces_vae_family_beta1", "synthfaces_vae_family_beta4",
+          "synthfaces_vae_family_beta8")
+
+
+@torch.no_grad()
+def vae_dci(name: str, count: int = 2000, seed: int = 9) -> float:
+    """DCI disentanglement of a VAE's encoder means against the ground-truth factors of rendered faces."""
+    from core.synthfaces import render_faces
+    from core.vae import VAE, prepare_images
+    from core.vae_workflow import latent_means
+    model = VAE.from_pretrained(name)
+    faces = render_faces(torch.arange(2_000_000, 2_000_000 + count), seed=seed)
+    codes = latent_means(model, prepare_images(faces.images))
+    return dci(codes.numpy(), faces.factors.numpy()).disentanglement
+
+
+def vae_sampler(name: str):
+    from core.vae import VAE
+    model = VAE.from_pretrained(name).eval()
+    return (lambda z: model.decode(z)), model.dim_z, (-2.0, 2.0)
+
+
+def collect(preset: str = "fast", nice_report_path: str | Path = "docs/nice/report.json") -> list[dict[str, Any]]:
+    """One row per space: name, group, latent dims, VP score and spread, DCI disentanglement."""
+    rows = []
+    for name in FAMILY:
+        sample_fn, dim, rng = vae_sampler(name)
+        vp = vp_score(sample_fn, dim, preset, rng)
+        rows.append(dict(space=name.replace("synthfaces_vae_family_", "VAE "), group="beta-VAE family", dims=dim,
+                         vp=vp.score, vp_spread=vp.spread, dci_d=vae_dci(name)))
+    report = json.loads(Path(nice_report_path).read_text())
+    for space, sampler in (("W", "generator-w"), ("NICE", "generator-nice")):
+        sample_fn, dim, rng = named_sampler(sampler)
+        vp = vp_score(sample_fn, dim, preset, rng)
+        rows.append(dict(space=space, group="generator", dims=dim, vp=vp.score, vp_spread=vp.spread,
+                         dci_d=report["spaces"][space]["dci_disentanglement"]))
+    return rows
+
+
+def rank_correlation(rows: list[dict[str, Any]]) -> float:
+    """Spearman correlation of VP and DCI disentanglement over the rows (nan for fewer than 3)."""
+    if len(rows) < 3:
+        return float("nan")
+    return float(scipy.stats.spearmanr([r["vp"] for r in rows], [r["dci_d"] for r in rows])[0])
+
+
+def svg_scatter(rows: list[dict[str, Any]], title: str, width: int = 560, height: int = 400) -> str:
+    """A small self-contained SVG scatter of VP (x) against DCI disentanglement (y), one labelled point per row."""
+    pad = 60
+    xs, ys = np.array([r["vp"] for r in rows]), np.array([r["dci_d"] for r in rows])
+
+    def scale(v: np.ndarray, lo: float, hi: float, a: float, b: float) -> np.ndarray:
+        span = hi - lo if hi > lo else 1.0
+        return a + (v - lo) / span * (b - a)
+
+    x0, x1 = xs.min() - 0.05 * (np.ptp(xs) or 1), xs.max() + 0.05 * (np.ptp(xs) or 1)
+    y0, y1 = ys.min() - 0.05 * (np.ptp(ys) or 1), ys.max() + 0.05 * (np.ptp(ys) or 1)
+    px, py = scale(xs, x0, x1, pad, width - pad), scale(ys, y0, y1, height - pad, pad)
+    colours = {"beta-VAE family": "#1f77b4", "generator": "#d62728"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="black"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 15}" text-anchor="middle">VP score (held-out accuracy)</text>',
+             f'<text x="15" y="{height / 2}" text-anchor="middle" transform="rotate(-90 15 {height / 2})">'
+             f'DCI disentanglement</text>']
+    for value, pos in ((x0, pad), (x1, width - pad)):
+        parts.append(f'<text x="{pos}" y="{height - pad + 16}" text-anchor="middle">{value:.3f}</text>')
+    for value, pos in ((y0, height - pad), (y1, pad)):
+        parts.append(f'<text x="{pad - 6}" y="{pos + 4}" text-anchor="end">{value:.3f}</text>')
+    for r, x, y in zip(rows, px, py):
+        c = colours.get(r["group"], "black")
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
+        parts.append(f'<text x="{x + 8:.1f}" y="{y - 6:.1f}" fill="{c}">{r["space"]}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--nice-report", default="docs/nice/report.json", help="written by python -m core.nice_report")
+    p.add_argument("--out", default="docs/vp")
+    args = p.parse_args(argv)
+    try:
+        rows = collect(args.preset, args.nice_report)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    family = [r for r in rows if r["group"] == "beta-VAE family"]
+    generator = [r for r in rows if r["group"] == "generator"]
+    summary = {"preset": args.preset, "rows": rows, "spearman_family": rank_correlation(family),
+               "generator_orders_agree": bool(np.sign(generator[1]["vp"] - generator[0]["vp"])
+                                              == np.sign(generator[1]["dci_d"] - generator[0]["dci_d"]))}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vp_vs_dci.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "vp_vs_dci.svg").write_text(svg_scatter(rows, f"VP ({args.preset} preset) vs DCI disentanglement"))
+    print(f"{'space':>12} {'dims':>5} {'VP':>7} {'spread':>7} {'DCI D':>7}")
+    for r in rows:
+        print(f"{r['space']:>12} {r['dims']:>5} {r['vp']:>7.3f} {r['vp_spread']:>7.3f} {r['dci_d']:>7.3f}")
+    print(f"Spearman (beta-VAE family): {summary['spearman_family']:.2f}; W vs NICE orders agree: "
+          f"{summary['generator_orders_agree']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

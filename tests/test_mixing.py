@@ -1,0 +1,172 @@
+"""Face mixing: upload checks, the face check, projection into W, mixes, grids and strips, and the Gradio page."""
+from __future__ import annotations
+
+import shutil
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from apps import face_mixing
+from core.imaging import to_pil
+from core.mixing import FaceInputError, FaceMixer, load_face_image
+from core.synthfaces import render_faces
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def mixer() -> FaceMixer:
+    return FaceMixer.load("embedded")
+
+
+@pytest.fixture(scope="module")
+def face_png(tmp_path_factory):
+    """A SynthFaces picture at 128 px (not the generator's size), as a user would upload it."""
+    path = tmp_path_factory.mktemp("faces") / "face.png"
+    to_pil(render_faces(torch.tensor([31337]), seed=5, resolution=128).images[0]).save(path)
+    return path
+
+
+def test_uploads_are_read_cropped_and_resized(tmp_path, face_png):
+    img = load_face_image(face_png, 64)
+    assert img.shape == (3, 64, 64) and 0 <= img.min() and img.max() <= 1
+    wide = tmp_path / "wide.png"
+    canvas = Image.new("RGB", (192, 128), (255, 0, 0))
+    canvas.paste(Image.open(face_png), (32, 0))
+    canvas.save(wide)
+    assert torch.allclose(load_face_image(wide, 64), img, atol=1e-6)  # the centre square is the face
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("this is not a picture"), "not an image"),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), "not an image"),
+    (lambda p: Image.new("1", (5100, 5100)).save(p), "too large"),
+    (lambda p: Image.new("RGB", (9000, 64)).save(p), "too large"),
+    (lambda p: Image.new("RGB", (8, 8)).save(p), "too small"),
+])
+def test_bad_uploads_get_clear_messages(tmp_path, make, message):
+    path = tmp_path / "upload.png"
+    make(path)
+    with pytest.raises(FaceInputError, match=message):
+        load_face_image(path, 64)
+
+
+def test_truncated_upload_is_refused(tmp_path, face_png):
+    path = tmp_path / "cut.png"
+    path.write_bytes(face_png.read_bytes()[:600])
+    with pytest.raises(FaceInputError, match="not an image|truncated or corrupt"):
+        load_face_image(path, 64)
+
+
+def test_face_check_accepts_faces_and_refuses_non_faces(mixer):
+    check = mixer._check
+    faces = render_faces(torch.arange(50_000, 50_128), seed=11).images
+    assert check.is_face(faces).all()
+    gen = torch.Generator().manual_seed(0)
+    non_faces = torch.stack([torch.rand(3, 64, 64, generator=gen), torch.full((3, 64, 64), 0.5),
+                             torch.zeros(3, 64, 64), torch.linspace(0, 1, 64).expand(3, 64, 64).clone(),
+                             (torch.arange(64) // 8 % 2).float().view(1, 1, 64).expand(3, 64, 64).clone()])
+    assert not check.is_face(non_faces).any()
+    with pytest.raises(FaceInputError, match="no face found"):
+        mixer.check_face(non_faces[0])
+
+
+def test_mix_grid_and_strips_follow_the_nice_codes(mixer):
+    w = torch.cat([mixer.w_from_seed(s) for s in (1, 2, 3)])
+    assert torch.allclose(mixer.mix(w, w), w, atol=1e-4)  # own identity on own attributes changes nothing
+    mixed = mixer.mix(w[:1], w[1:2])
+    id_code, attr_code = mixer.nice(mixed)
+    assert torch.allclose(id_code, mixer.nice(w[:1])[0], atol=1e-4)
+    assert torch.allclose(attr_code, mixer.nice(w[1:2])[1], atol=1e-4)
+    images, scores = mixer.grid(w[:2], w)
+    assert images.shape == (6, 3, 64, 64) and scores.shape == (6, 2)
+    assert torch.allclose(images[1], mixer.render(mixed)[0], atol=1e-5)  # row 0 (identity 1), column 1 (seed 2)
+    strip, s = mixer.strip(w[:1], w[1:2], "attributes", steps=5)
+    assert strip.shape == (5, 3, 64, 64) and s.shape == (5, 2)
+    assert torch.allclose(strip[0], mixer.render(w[:1])[0], atol=1e-4)
+    assert torch.allclose(strip[-1], mixer.render(mixed)[0], atol=1e-4)
+    strip, _ = mixer.strip(w[:1], w[1:2], "identity", steps=3)
+    assert torch.allclose(strip[-1], mixer.render(mixer.mix(w[1:2], w[:1]))[0], atol=1e-4)
+    with pytest.raises(ValueError):
+        mixer.strip(w[:1], w[1:2], "identity", steps=100)
+
+
+def test_projection_finds_a_face_that_reads_like_the_upload(mixer, face_png):
+    target = load_face_image(face_png, 64)
+    calls = []
+    start = mixer.project(target, steps=0).identity_similarity  # the best of the random starting points
+    result = mixer.project(target, steps=30, callback=lambda step, total: calls.append((step, total)))
+    assert calls[-1] == (30, 30) and len(calls) == 30
+    assert result.identity_similarity > 0.9 and result.identity_similarity > start + 0.1
+    assert result.w.shape == (1, mixer.G.w_dim) and result.image.shape == (3, 64, 64)
+    with pytest.raises(FaceInputError, match="expected"):
+        mixer.project(torch.rand(3, 32, 32))
+    with pytest.raises(FaceInputError, match="NaN"):
+        mixer.project(torch.full((3, 64, 64), float("nan")))
+    with pytest.raises(FaceInputError, match="no face found"):
+        mixer.project(torch.rand(3, 64, 64))
+
+
+def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
+    monkeypatch.setattr(face_mixing, "PROJECTION_STEPS", 5)
+    page = face_mixing.MixingPage(mixer)
+    a, b, m, text = page.mix(1, None, 2, None, 0.7)
+    assert a.shape == b.shape == m.shape == (256, 256, 3) and not np.array_equal(a, m)
+    assert "identity donor" in text and "seed 1" in text
+    _, _, _, text = page.mix(1, str(face_png), 2, None, 0.7)
+    assert "face A: upload, projected" in text
+    items, columns = page.grid("1, 2", "3 4 5", 0.7)
+    assert len(items) == 6 and columns == 3 and items[0][1].startswith("id 1 on 3: A ")
+    strips = page.strips(1, None, 2, None, 0.7, 4)
+    assert [len(s) for s in strips] == [4, 4]
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("hello")
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noise)
+    for call, message in [(lambda: page.mix(1, str(not_image), 2, None, 0.7), "not an image"),
+                          (lambda: page.mix(1, None, 2, str(noise), 0.7), "no face found"),
+                          (lambda: page.mix(-3, None, 2, None, 0.7), "seed"),
+                          (lambda: page.mix(1, None, 2, None, float("nan")), "truncation"),
+                          (lambda: page.grid("1, x", "2", 0.7), "not a seed"),
+                          (lambda: page.grid(",".join(map(str, range(9))), "2", 0.7), "at most"),
+                          (lambda: page.strips(1, None, 2, None, 0.7, 50), "3 to 12")]:
+        with pytest.raises(gr.Error, match=message):
+            call()
+
+
+def test_page_without_nice_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    demo = face_mixing.page("hf:nobody/nothing")
+    texts = [c["props"].get("value", "") for c in demo.get_config_file()["components"] if c.get("type") == "markdown"]
+    assert any("Not available" in t for t in texts)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+def test_mixing_in_a_real_browser(mixer, tmp_path):
+    from playwright.sync_api import sync_playwright
+    demo = face_mixing.build(mixer)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(demo.local_url, timeout=60_000)
+            scores = "() => document.querySelector('#mix-scores')?.innerText || ''"
+            page.wait_for_function(f"({scores})().includes('seed 1')", timeout=60_000)
+            page.locator("input[type=number]").nth(1).fill("5")  # face B: seed 5
+            page.get_by_role("button", name="Mix", exact=True).click()
+            page.wait_for_function(f"({scores})().includes('seed 5')", timeout=60_000)
+            text = page.evaluate(scores)
+            assert "identity donor" in text
+            images = page.evaluate("() => [...document.querySelectorAll('img')].filter(e => e.src.includes('/file='))"
+                                   ".length")
+            assert images >= 3
+            page.screenshot(path=str(tmp_path / "mixing.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
