@@ -23,13 +23,14 @@ def load_editor(models: str = "embedded", device: str = "cpu", generator: str | 
     from core.checkpoints import CheckpointError
     from core.directions import nice_directions, sample_w
     from core.stylegan3 import Generator
+    roles = {} if generator else hub.model_set(models).models
     if generator:
         G, name = Generator.from_pretrained(generator, device=device), str(generator)
     else:
-        G, name = hub.load(models, "generator", device=device), hub.model_set(models).models["generator"].name
+        G, name = hub.load(models, "generator", device=device), roles["generator"].name
     dirs, note = for_generator(G, name)
     nice = None
-    if not generator and "nice" in hub.model_set(models).models:
+    if "nice" in roles:
         try:
             nice = hub.load(models, "nice", device=device)
         except (hub.HubError, CheckpointError, OSError) as e:

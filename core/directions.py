@@ -87,8 +87,7 @@ def supervised_directions(G: torch.nn.Module, analyzer: torch.nn.Module, n: int 
     w = sample_w(G, n, seed)
     readings = []
     for i in tqdm(range(0, n, batch), disable=not progress, desc="labelling generated faces"):
-        ws = w[i:i + batch].to(G.mapping.w_avg.device).unsqueeze(1).repeat(1, G.num_ws, 1)
-        img = (G.synthesis(ws, noise_mode="const") + 1).mul(0.5).clamp(0, 1)
+        img = G.images_from_w(w[i:i + batch].to(G.mapping.w_avg.device)).clamp(0, 1)
         readings.append(analyzer(img).factors.cpu())
     factors = torch.cat(readings)
     out = {}

@@ -111,7 +111,8 @@ class FaceMixer:
                  reference: Optional[torch.Tensor] = None) -> None:
         if nice.dim != G.w_dim:
             raise ValueError(f"the NICE model works on {nice.dim}-d latents but the generator's W is {G.w_dim}-d")
-        self.G, self.analyzer, self.nice = G.eval(), analyzer.eval(), nice.eval()
+        # frozen: projection back-propagates into w only, not into the models' weights
+        self.G, self.analyzer, self.nice = (m.eval().requires_grad_(False) for m in (G, analyzer, nice))
         self.device = G.mapping.w_avg.device
         self.resolution = G.img_resolution
         self._check = FaceCheck(analyzer, reference) if reference is not None else None
@@ -195,10 +196,9 @@ class FaceMixer:
         """Images [N*M, 3, H, W] of every identity (rows) on every attribute donor (columns), and [N*M, 2] scores
         (similarity to the row's identity donor, to the column's attribute donor)."""
         n, m = len(w_identities), len(w_attributes)
-        ids = w_identities.repeat_interleave(m, dim=0)
-        attrs = w_attributes.repeat(n, 1)
-        images = self.render(self.mix(ids, attrs))
-        return images, self.scores(images, self.render(ids), self.render(attrs))
+        images = self.render(self.mix(w_identities.repeat_interleave(m, dim=0), w_attributes.repeat(n, 1)))
+        donors_id, donors_attr = self.render(w_identities), self.render(w_attributes)  # each donor rendered once
+        return images, self.scores(images, donors_id.repeat_interleave(m, dim=0), donors_attr.repeat(n, 1, 1, 1))
 
     def strip(self, w_a: torch.Tensor, w_b: torch.Tensor, part: str, steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
         """Move only the identity or only the attributes of A towards B: images [steps, 3, H, W] and [steps, 2]

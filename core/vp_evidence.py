@@ -38,17 +38,11 @@ def vae_dci(name: str, count: int = 2000, seed: int = 9) -> float:
     return dci(codes.numpy(), faces.factors.numpy()).disentanglement
 
 
-def vae_sampler(name: str):
-    from core.vae import VAE
-    model = VAE.from_pretrained(name).eval()
-    return (lambda z: model.decode(z)), model.dim_z, (-2.0, 2.0)
-
-
 def collect(preset: str = "fast", nice_report_path: str | Path = "docs/nice/report.json") -> list[dict[str, Any]]:
     """One row per space: name, group, latent dims, VP score and spread, DCI disentanglement."""
     rows = []
     for name in FAMILY:
-        sample_fn, dim, rng = vae_sampler(name)
+        sample_fn, dim, rng = named_sampler(f"vae:{name}")
         vp = vp_score(sample_fn, dim, preset, rng)
         rows.append(dict(space=name.replace("synthfaces_vae_family_", "VAE "), group="beta-VAE family", dims=dim,
                          vp=vp.score, vp_spread=vp.spread, dci_d=vae_dci(name)))

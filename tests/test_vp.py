@@ -77,6 +77,8 @@ def test_named_samplers_render_every_space():
         images = sample_fn(z)
         assert images.ndim == 4 and images.shape[:2] == (2, 3) and 0 <= images.min() and images.max() <= 1, name
         assert not torch.equal(images[0], images[1]), name
+    sample_fn, dim, _ = named_sampler("vae:synthfaces_vae_family_beta1")  # any VAE checkpoint by name
+    assert dim == 10 and sample_fn(torch.zeros(1, dim)).shape == (1, 3, 45, 45)
     with pytest.raises(ValueError, match="unknown latent space"):
         named_sampler("pixels")
 

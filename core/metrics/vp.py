@@ -154,13 +154,17 @@ def named_sampler(name: str, models: str = "embedded", device: str = "cpu", reso
     """(sample_fn, latent_dim, latent_range) of a named latent space:
     synthfaces = the renderer driven by its own factors (the ground-truth 'perfect' latent); vae = the VAE decoder;
     generator-z = G from Z; generator-w = G from W and generator-nice = G from NICE codes, both in standardised
-    coordinates (mean + u * std of sampled codes)."""
+    coordinates (mean + u * std of sampled codes). 'vae:<checkpoint>' is the decoder of any VAE checkpoint."""
     if name == "synthfaces":
         from core.synthfaces import NUM_FACTORS, render
         return (lambda z: render(z, resolution)[0]), NUM_FACTORS, (0.0, 1.0)
     from core import hub
-    if name == "vae":
-        vae = hub.load(models, "vae", device=device)
+    if name == "vae" or name.startswith("vae:"):
+        if name == "vae":
+            vae = hub.load(models, "vae", device=device)
+        else:
+            from core.vae import VAE
+            vae = VAE.from_pretrained(name[4:], device=device)
         return (lambda z: vae.decode(z.to(device)).cpu()), vae.dim_z, (-2.0, 2.0)
     if name in ("generator-z", "generator-w", "generator-nice"):
         G = hub.load(models, "generator", device=device)
