@@ -1,11 +1,19 @@
 """Latent sliders (Gradio): pick a face by seed, then move one attribute direction at a time and watch it change.
 
     python -m apps.latent_sliders [--models embedded] [--host 127.0.0.1] [--port 7861]
+
+The before/after faces travel inside the event's reply as data-URL images (PNG at the generator's own size, shown
+enlarged with square pixels), so a slider update is one round trip with no second request for an image file.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import random
+import tempfile
+from pathlib import Path
+from typing import Optional
 
 import gradio as gr
 import numpy as np
@@ -27,12 +35,12 @@ def load_editor(models: str = "embedded", device: str = "cpu", generator: str | 
     if generator:
         G, name = Generator.from_pretrained(generator, device=device), str(generator)
     else:
-        G, name = hub.load(models, "generator", device=device), roles["generator"].name
+        G, name = hub.load_frozen(models, "generator", device=device), roles["generator"].name
     dirs, note = for_generator(G, name)
     nice = None
     if "nice" in roles:
         try:
-            nice = hub.load(models, "nice", device=device)
+            nice = hub.load_frozen(models, "nice", device=device)
         except (hub.HubError, CheckpointError, OSError) as e:
             note = f"{note} NICE axes unavailable: {e}".strip()
         else:
@@ -46,11 +54,41 @@ def load_editor(models: str = "embedded", device: str = "cpu", generator: str | 
 DISPLAY = 256  # small faces are shown enlarged (nearest neighbour) so their pixels stay honest
 
 
+def native_array(image) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> uint8 HxWx3 at the image's own size."""
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
 def to_array(image) -> np.ndarray:
     """[3, H, W] in [0, 1] -> uint8 HxWx3, enlarged by a whole factor up to DISPLAY pixels."""
-    array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    array = native_array(image)
     k = max(1, DISPLAY // array.shape[0])
     return array.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def face_html(array: np.ndarray, label: str) -> str:
+    """A face as self-contained HTML: the image as a data URL (PNG up to 256 px, JPEG above, where PNG would be
+    megabytes per update), shown at least DISPLAY px wide with square pixels."""
+    from PIL import Image
+    h, w = array.shape[:2]
+    buf = io.BytesIO()
+    kind = "png" if max(h, w) <= 256 else "jpeg"
+    Image.fromarray(array).save(buf, format=kind, **({"compress_level": 1} if kind == "png" else {"quality": 95}))
+    url = f"data:image/{kind};base64,{base64.b64encode(buf.getvalue()).decode()}"
+    shown = max(DISPLAY, min(w, 512))
+    return (f'<figure style="margin:0;text-align:center"><img alt="{label}" src="{url}" width="{shown}" '
+            f'height="{shown * h // w}" style="image-rendering:pixelated;max-width:100%;height:auto;display:block;margin:0 auto">'
+            f'<figcaption>{label} ({w} x {h})</figcaption></figure>')
+
+
+def png_file(array: Optional[np.ndarray], seed) -> Optional[str]:
+    """The face shown as "after", written to a PNG file for the download button (None before the first face)."""
+    if array is None:
+        return None
+    from PIL import Image
+    path = Path(tempfile.mkdtemp(prefix="latent_lab_")) / f"seed{int(seed)}_edited.png"
+    Image.fromarray(array).save(path)
+    return str(path)
 
 
 def check_inputs(seed, psi) -> tuple[int, float]:
@@ -67,7 +105,7 @@ def check_inputs(seed, psi) -> tuple[int, float]:
 
 
 def edit_image(editor: Editor, names: list[str], seed, psi, *alphas) -> np.ndarray:
-    """The edited face for a seed, truncation and one slider value per direction name."""
+    """The edited face (uint8, the generator's size) for a seed, truncation and one slider value per direction."""
     seed, psi = check_inputs(seed, psi)
     edits = {}
     for name, a in zip(names, alphas):
@@ -78,7 +116,7 @@ def edit_image(editor: Editor, names: list[str], seed, psi, *alphas) -> np.ndarr
         if not np.isfinite(a) or abs(a) > ALPHA:
             raise gr.Error(f"{name}: slider values lie between -{ALPHA:g} and {ALPHA:g}")
         edits[name] = a
-    return to_array(editor.image(seed, psi, edits))
+    return native_array(editor.image(seed, psi, edits))
 
 
 def build(editor: Editor, note: str = "") -> gr.Blocks:
@@ -87,11 +125,14 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
     supervised = [n for n in names if editor.dirs[n].kind == "supervised"]
     other = [n for n in names if n not in supervised]
 
+    # The "after" face also goes to a per-session State; a follow-up event writes it to the download button, so
+    # the image itself arrives in the first reply and no file is written while dragging waits on it.
     def render(seed, psi, *alphas):
-        return edit_image(editor, names, seed, psi, *alphas)
+        array = edit_image(editor, names, seed, psi, *alphas)
+        return face_html(array, "after"), array
 
     def both(seed, psi, *alphas):
-        return edit_image(editor, [], seed, psi), render(seed, psi, *alphas)
+        return face_html(edit_image(editor, [], seed, psi), "before"), *render(seed, psi, *alphas)
 
     with gr.Blocks(title="Latent sliders") as demo:
         gr.Markdown("## Latent sliders\nMove one direction in W at a time; the left image is the unedited face.")
@@ -103,8 +144,10 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
             psi = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="truncation ψ")
             reset = gr.Button("reset sliders")
         with gr.Row():
-            before = gr.Image(label="before", type="numpy", interactive=False, height=320)
-            after = gr.Image(label="after", type="numpy", interactive=False, height=320)
+            before = gr.HTML(label="before", padding=False)
+            after = gr.HTML(label="after", padding=False)
+        shown = gr.State()
+        download = gr.DownloadButton("download the edited face (PNG)", size="sm")
         sliders = {}
         with gr.Row():
             with gr.Column():
@@ -119,13 +162,15 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
                                            label=f"{n}  ({editor.dirs[n].quality:.1%} of {space} variance)")
         ordered = [sliders[n] for n in names]
         for i, s in enumerate(ordered):  # one public endpoint ("edit"); the other sliders share its function
-            s.change(render, [seed, psi, *ordered], after, trigger_mode="always_last", show_progress="hidden",
+            s.change(render, [seed, psi, *ordered], [after, shown], trigger_mode="always_last", show_progress="hidden",
                      api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private")
-        for trigger in (seed.change, psi.release):
-            trigger(both, [seed, psi, *ordered], [before, after], show_progress="hidden")
+        for trigger in (seed.change, psi.release, demo.load):
+            trigger(both, [seed, psi, *ordered], [before, after, shown], show_progress="hidden",
+                    api_visibility="private")
+        after.change(png_file, [shown, seed], download, trigger_mode="always_last", show_progress="hidden",
+                     api_visibility="private")
         shuffle.click(lambda: random.randint(0, 99_999), None, seed)
         reset.click(lambda: [0.0] * len(ordered), None, ordered)
-        demo.load(both, [seed, psi, *ordered], [before, after])
     return demo
 
 

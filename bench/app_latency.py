@@ -4,11 +4,17 @@
     python bench/app_latency.py --models ffhq --device cuda  # converted FFHQ weights on a GPU
 
 Each row is the median (and 90th percentile) over --updates slider moves of one seed: the client sends the new
-slider value, the server edits W, runs the synthesis network and returns the PNG.
+slider value, the server edits W, runs the synthesis network and replies with the face inside the HTML (a data-URL
+image, decoded here to check that a face of the generator's size arrived). "compute" is the same edit called
+directly, without the server. With --browser (needs playwright and a chromium), a second table times the same
+through a real browser: an arrow key on the first direction's slider until the "after" image has changed.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import io
+import re
 import statistics
 import sys
 import time
@@ -16,7 +22,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.latent_sliders import build, load_editor  # noqa: E402
+from apps.latent_sliders import build, edit_image, load_editor  # noqa: E402
+
+
+def browser_times(url: str, updates: int) -> list[float]:
+    """Sorted ms from an arrow-key press on the first direction's slider to a changed "after" image."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+    after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
+    out = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(url, timeout=60_000)
+        page.wait_for_function(f"({after})().length > 0", timeout=60_000)
+        page.locator("input[type=range]").nth(1).focus()  # 0 is truncation
+        for i in range(updates + 2):
+            before = page.evaluate(after)
+            t0 = time.perf_counter()
+            page.keyboard.press("ArrowRight" if i % 40 < 20 else "ArrowLeft")
+            page.wait_for_function(f"({after})() !== {before!r}", timeout=30_000, polling=1)
+            if i >= 2:
+                out.append((time.perf_counter() - t0) * 1000)
+        browser.close()
+    return sorted(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,27 +55,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generator")
     p.add_argument("--device", default="cpu")
     p.add_argument("--updates", type=int, default=30)
+    p.add_argument("--browser", action="store_true", help="also time slider moves in a headless chromium")
     args = p.parse_args(argv)
     from gradio_client import Client
+    from PIL import Image
     editor, _ = load_editor(args.models, args.device, args.generator)
     names = list(editor.dirs)
     demo = build(editor)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
-        times = []
+        times, compute = [], []
+        res = editor.G.img_resolution
         for i in range(args.updates + 2):
             alphas = [0.0] * len(names)
             alphas[0] = -2.0 + 4.0 * i / (args.updates + 1)
             t0 = time.perf_counter()
-            client.predict(7, 0.7, *alphas, api_name="/edit")
+            html = client.predict(7, 0.7, *alphas, api_name="/edit")
+            t1 = time.perf_counter()
+            edit_image(editor, names, 7, 0.7, *alphas)
             if i >= 2:  # the first calls warm up the server and the cache
-                times.append((time.perf_counter() - t0) * 1000)
-        res = editor.G.img_resolution
+                times.append((t1 - t0) * 1000)
+                compute.append((time.perf_counter() - t1) * 1000)
+            data = re.search(r'src="data:image/\w+;base64,([^"]+)"', html)
+            if data is None or Image.open(io.BytesIO(base64.b64decode(data.group(1)))).size != (res, res):
+                raise SystemExit(f"update {i} did not bring back a {res} px face")
         times.sort()
-        print(f"{'model set':<12}{'device':<8}{'res':>5}{'median ms':>11}{'p90 ms':>9}{'updates':>9}")
-        print(f"{Path(args.generator).stem if args.generator else args.models:<12}{args.device:<8}{res:>5}{statistics.median(times):>11.1f}"
-              f"{times[int(0.9 * (len(times) - 1))]:>9.1f}{len(times):>9}")
+        print(f"{'model set':<12}{'device':<8}{'res':>5}{'median ms':>11}{'p90 ms':>9}{'compute ms':>12}{'updates':>9}")
+        name = Path(args.generator).stem if args.generator else args.models
+        print(f"{name:<12}{args.device:<8}{res:>5}{statistics.median(times):>11.1f}"
+              f"{times[int(0.9 * (len(times) - 1))]:>9.1f}{statistics.median(compute):>12.1f}{len(times):>9}")
+        if args.browser:
+            clicks = browser_times(demo.local_url, args.updates)
+            print(f"\n{'browser':<12}{'median ms':>11}{'p90 ms':>9}{'updates':>9}")
+            print(f"{'chromium':<12}{statistics.median(clicks):>11.1f}{clicks[int(0.9 * (len(clicks) - 1))]:>9.1f}"
+                  f"{len(clicks):>9}")
     finally:
         demo.close()
     return 0

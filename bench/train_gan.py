@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--precision", default="no", help="comma-separated: no, bf16")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"

@@ -15,6 +15,7 @@ before it is returned, so a corrupt download fails here with a message that says
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -213,6 +214,17 @@ def load(set_name: str, role: str, device: str | torch.device = "cpu") -> torch.
         from core.nice import NICE
         return NICE.from_pretrained(path, device=device)
     raise HubError(f"no loader for checkpoints of kind {ckpt.kind!r}")
+
+
+@functools.lru_cache(maxsize=16)
+def _load_frozen(set_name: str, role: str, device: str) -> torch.nn.Module:
+    return load(set_name, role, device).requires_grad_(False).eval()
+
+
+def load_frozen(set_name: str, role: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """`load`, frozen and shared: the apps of one suite get the same module for a (set, role, device), so the
+    generator is read and held once. Never train what this returns; `load` gives a private copy."""
+    return _load_frozen(set_name, role, str(torch.device(device)))
 
 
 # ---- publishing -------------------------------------------------------------------------------------------------

@@ -122,9 +122,9 @@ class FaceMixer:
         """The mixer of a model set; uploads are checked against SynthFaces renders in the embedded world."""
         from core import hub
         from core.synthfaces import render_faces
-        G = hub.load(models, "generator", device=device)
-        analyzer = hub.load(models, "analyzer", device=device)
-        nice = hub.load(models, "nice", device=device)
+        G = hub.load_frozen(models, "generator", device=device)
+        analyzer = hub.load_frozen(models, "analyzer", device=device)
+        nice = hub.load_frozen(models, "nice", device=device)
         reference = render_faces(torch.arange(10_000, 10_512), seed=4242, resolution=G.img_resolution).images
         return cls(G, analyzer, nice, reference.to(device))
 

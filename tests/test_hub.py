@@ -75,6 +75,18 @@ def test_embedded_set_loads_from_checkpoints_offline(monkeypatch):
     assert hub.load("embedded", "nice").dim == G.w_dim
 
 
+def test_apps_share_one_frozen_copy_and_training_gets_its_own(monkeypatch):
+    go_offline(monkeypatch)
+    shared = hub.load_frozen("embedded", "generator")
+    assert hub.load_frozen("embedded", "generator", torch.device("cpu")) is shared
+    assert not any(p.requires_grad for p in shared.parameters()) and not shared.training
+    private = hub.load("embedded", "generator")
+    assert private is not shared and all(p.requires_grad for p in private.parameters())
+    assert torch.equal(private.mapping.fc0.weight, shared.mapping.fc0.weight)
+    with pytest.raises(hub.HubError, match="no 'mixer'"):
+        hub.load_frozen("embedded", "mixer")
+
+
 def test_ffhq_without_weights_says_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.delenv(hub.FFHQ_REPO_ENV, raising=False)
     with pytest.raises(hub.HubError, match=r"core\.stylegan3\.convert.*LATENT_LAB_FFHQ_REPO"):

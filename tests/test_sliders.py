@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
@@ -72,7 +73,7 @@ def test_editor_and_app_functions(tiny_g):
     editor = Editor(tiny_g, dirs)
     names = list(dirs)
     plain = latent_sliders.edit_image(editor, names, 7, 0.7, 0, 0, 0)
-    assert plain.dtype == np.uint8 and plain.shape == (256, 256, 3)  # 32 px shown 8x
+    assert plain.dtype == np.uint8 and plain.shape == (32, 32, 3)  # the generator's own size
     assert np.array_equal(plain, latent_sliders.edit_image(editor, [], 7, 0.7))  # zero sliders == unedited
     moved = latent_sliders.edit_image(editor, names, 7, 0.7, 2.5, 0, 0)
     assert np.abs(moved.astype(int) - plain.astype(int)).mean() > 1
@@ -81,6 +82,24 @@ def test_editor_and_app_functions(tiny_g):
                              ("abc", 0.7, 0), (1, 0.7, float("inf"))):
         with pytest.raises(gr.Error):
             latent_sliders.edit_image(editor, names[:1], seed, psi, alpha)
+
+
+def test_faces_travel_as_data_url_images_and_download_as_png():
+    import base64
+    import io
+    import re
+
+    small = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    html = latent_sliders.face_html(small, "after")
+    urls = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(urls) == 1 and "image-rendering:pixelated" in html and "(64 x 64)" in html
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(urls[0])))), small)  # lossless
+    assert 'width="256"' in html  # small faces are shown enlarged
+    html = latent_sliders.face_html(np.zeros((1024, 1024, 3), np.uint8), "after")
+    assert "data:image/jpeg;base64," in html and 'width="512"' in html
+    path = latent_sliders.png_file(small, 7)
+    assert path.endswith("seed7_edited.png") and np.array_equal(np.asarray(Image.open(path)), small)
+    assert latent_sliders.png_file(None, 7) is None
 
 
 def test_nice_axes_move_one_code_only(tiny_g):
@@ -137,8 +156,7 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
                 "--disable-sync", "--no-first-run"])
             page = browser.new_page()
             page.goto(demo.local_url, timeout=60_000)
-            after = ("() => { const i = [...document.querySelectorAll('img')].filter(e => e.src.includes('/file=')); "
-                     "return i.length > 1 ? i[1].src : ''; }")  # images: before, after
+            after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
             page.wait_for_function(f"({after})().length > 0", timeout=60_000)
             first = page.evaluate(after)
             slider = page.locator("input[type=range]").nth(1)  # the first direction (0 is truncation)
@@ -147,6 +165,16 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
                 page.keyboard.press("ArrowRight")
             page.wait_for_function(f"({after})() !== {first!r}", timeout=60_000)
             page.screenshot(path=str(tmp_path / "sliders.png"), full_page=True)
+            # 30 steps of 0.05: the download button holds the face edited by 1.5 along the first direction
+            expected = latent_sliders.edit_image(Editor(tiny_g, dirs), list(dirs), 0, 0.7, 1.5, 0.0)
+            for _ in range(20):
+                with page.expect_download() as download:
+                    page.get_by_text("download the edited face (PNG)").click()
+                got = np.asarray(Image.open(download.value.path()))
+                if np.array_equal(got, expected):
+                    break
+                page.wait_for_timeout(250)  # the button is refreshed by its own event, just after the image
+            assert download.value.suggested_filename == "seed0_edited.png" and np.array_equal(got, expected)
             browser.close()
     finally:
         demo.close()

@@ -38,13 +38,17 @@ def _block(cin: int, cout: int) -> torch.nn.Sequential:
 
 class FaceAnalyzer(torch.nn.Module):
     """Strided stem and 3 conv blocks (/16) -> an FC trunk for the identity embedding; a separate FC branch on
-    the /8 features for the factors; landmarks by soft-argmax over heatmaps at 1/4 resolution, built from the /4 features plus
-    the upsampled /8 features."""
+    the /8 features for the factors; landmarks by soft-argmax over heatmaps at 1/4 resolution, built from the /4
+    features plus the upsampled /8 features. With `landmark_stride=2` a refinement stage adds residual heatmap
+    logits at 1/2 resolution from the stem's features (finer landmarks at little cost)."""
 
-    def __init__(self, resolution: int = 64, width: int = 16, embed_dim: int = 128, hidden: int = 256) -> None:
+    def __init__(self, resolution: int = 64, width: int = 16, embed_dim: int = 128, hidden: int = 256,
+                 landmark_stride: int = 4) -> None:
         super().__init__()
         if resolution % 16:
             raise ValueError("resolution must be a multiple of 16")
+        if landmark_stride not in (2, 4):
+            raise ValueError(f"landmark_stride must be 2 or 4, got {landmark_stride}")
         self.resolution = resolution
         self.embed_dim = embed_dim
         self.stem = torch.nn.Sequential(*_conv(3, width, stride=2))
@@ -65,8 +69,16 @@ class FaceAnalyzer(torch.nn.Module):
         self.landmark_lateral = torch.nn.Conv2d(width * 4, width * 2, 1)
         self.landmark_head = torch.nn.Sequential(*_conv(width * 4, width * 4), *_conv(width * 4, width * 4),
                                                  torch.nn.Conv2d(width * 4, NUM_LANDMARKS, 1))
+        if landmark_stride == 2:
+            self.landmark_refine = torch.nn.Sequential(*_conv(width + NUM_LANDMARKS, width * 2),
+                                                       *_conv(width * 2, width * 2), *_conv(width * 2, width * 2),
+                                                       torch.nn.Conv2d(width * 2, NUM_LANDMARKS, 1))
+            # Zero residual at the start: a refined model begins as its coarse one, upsampled.
+            torch.nn.init.zeros_(self.landmark_refine[-1].weight)
+            torch.nn.init.zeros_(self.landmark_refine[-1].bias)
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
-        self.init_kwargs = dict(resolution=resolution, width=width, embed_dim=embed_dim, hidden=hidden)
+        self.init_kwargs = dict(resolution=resolution, width=width, embed_dim=embed_dim, hidden=hidden,
+                                landmark_stride=landmark_stride)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Check [B, 3, H, W] images in [0, 1] and resize them to the analyzer's resolution."""
@@ -80,16 +92,22 @@ class FaceAnalyzer(torch.nn.Module):
     def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(resized input, /8 features, landmark heatmaps [B, L, h, w] as probabilities)."""
         x = self.prepare(images)
-        f1 = self.block1(self.stem((x - self.mean) * 2))
+        f0 = self.stem((x - self.mean) * 2)
+        f1 = self.block1(f0)
         f2 = self.block2(f1)
         up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         heat = self.landmark_head(torch.cat([f1, up], dim=1))
+        if hasattr(self, "landmark_refine"):
+            heat = F.interpolate(heat, size=f0.shape[-2:], mode="bilinear", align_corners=False)
+            heat = heat + self.landmark_refine(torch.cat([f0, heat], dim=1))
         b, n, hh, ww = heat.shape
         return x, f2, torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
 
     def landmark_confidence(self, images: torch.Tensor) -> torch.Tensor:
-        """[B] mean peak probability of the landmark heatmaps: high on faces, low where no landmark can be found."""
-        return self._features(images)[2].flatten(2).amax(2).mean(1)
+        """[B] mean over landmarks of the heatmap probability within 3x3 cells of its peak: high on faces, low
+        where no landmark can be found (a window, not the peak alone, so finer heatmaps are not penalised)."""
+        prob = self._features(images)[2]
+        return (F.avg_pool2d(prob, 3, stride=1, padding=1) * 9).flatten(2).amax(2).mean(1)
 
     def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Un-normalised head outputs: (embedding, factor logits, landmark fractions [B, L, 2])."""

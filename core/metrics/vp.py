@@ -161,13 +161,13 @@ def named_sampler(name: str, models: str = "embedded", device: str = "cpu", reso
     from core import hub
     if name == "vae" or name.startswith("vae:"):
         if name == "vae":
-            vae = hub.load(models, "vae", device=device)
+            vae = hub.load_frozen(models, "vae", device=device)
         else:
             from core.vae import VAE
             vae = VAE.from_pretrained(name[4:], device=device)
         return (lambda z: vae.decode(z.to(device)).cpu()), vae.dim_z, (-2.0, 2.0)
     if name in ("generator-z", "generator-w", "generator-nice"):
-        G = hub.load(models, "generator", device=device)
+        G = hub.load_frozen(models, "generator", device=device)
 
         def render_w(w: torch.Tensor) -> torch.Tensor:
             return G.images_from_w(w.to(device)).clamp(0, 1).cpu()
@@ -179,7 +179,7 @@ def named_sampler(name: str, models: str = "embedded", device: str = "cpu", reso
         if name == "generator-w":
             mean, std = w.mean(0), w.std(0)
             return (lambda u: render_w(mean + u.to(device) * std)), G.w_dim, (-2.0, 2.0)
-        nice = hub.load(models, "nice", device=device)
+        nice = hub.load_frozen(models, "nice", device=device)
         with torch.no_grad():
             codes = nice.encode(w)
         mean, std = codes.mean(0), codes.std(0)

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", choices=sorted(LOOPS), help="which training loop")
     p.add_argument("--config", help="YAML config under configs/")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
     module_name, config_name, train_name = LOOPS[args.model]
     module = importlib.import_module(module_name)

@@ -4,12 +4,16 @@
 
 The ArcFace margin grows from 0 over the first `margin_warmup_epochs`. Training identities are ids 0..N-1; validation uses held-out ids from 1,000,000 on. Attributes are re-rendered
 every `refresh_every` epochs so that the analyzer sees each identity in many poses and expressions.
+
+Fine-tuning: `init_from` starts from an analyzer checkpoint and `train_parts` names the sub-modules that train;
+the others stay frozen, batch-norm statistics included, so e.g. a landmark fine-tune leaves the identity
+embedding bit-identical.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,12 +22,13 @@ from tqdm import tqdm
 
 from core.analysis.evaluate import evaluate_analyzer
 from core.analysis.model import FaceAnalyzer
-from core.checkpoints import save_checkpoint
+from core.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
 from core.synthfaces.dataset import SynthFacesDataset
 from core.synthfaces.factors import BINARY_FACTORS, FACTOR_NAMES
 from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
 
 VAL_FIRST_IDENTITY = 1_000_000
+VAL_SEED = 999  # one held-out set for every run, so reports compare across configs
 
 
 @dataclass
@@ -40,6 +45,7 @@ class AnalyzerConfig:
     width: int = 16
     embed_dim: int = 128
     hidden: int = 256
+    landmark_stride: int = 4
     batch_size: int = 128
     epochs: int = 10
     lr: float = 0.002
@@ -54,6 +60,8 @@ class AnalyzerConfig:
     seed: int = 0
     log_every: int = 20
     ship_to: str = ""
+    init_from: str = ""
+    train_parts: list[str] = field(default_factory=list)
 
 
 class ArcFaceHead(torch.nn.Module):
@@ -97,13 +105,42 @@ def losses(model: FaceAnalyzer, head: ArcFaceHead, batch: dict[str, torch.Tensor
     return out
 
 
+def build_model(cfg: AnalyzerConfig) -> tuple[FaceAnalyzer, list[torch.nn.Module], dict]:
+    """(model, its frozen sub-modules, metadata of the checkpoint it starts from) as the config asks."""
+    model = FaceAnalyzer(cfg.resolution, cfg.width, cfg.embed_dim, cfg.hidden, cfg.landmark_stride)
+    base: dict = {}
+    if cfg.init_from:
+        state, base = load_checkpoint(cfg.init_from)
+        if base.get("kind") != "face_analyzer":
+            raise ValueError(f"init_from {cfg.init_from!r} is a {base.get('kind')!r} checkpoint, not a face analyzer")
+        base_kwargs = {"landmark_stride": 4, **base.get("init_kwargs", {})}
+        ours = dict(model.init_kwargs)
+        if base_kwargs["landmark_stride"] == 4 and ours["landmark_stride"] == 2:
+            # Growing the refinement stage onto a coarse analyzer: it starts from its zero initialisation.
+            base_kwargs["landmark_stride"] = 2
+            state = {**{k: v for k, v in model.state_dict().items() if k.startswith("landmark_refine.")}, **state}
+        if base_kwargs != ours:
+            raise ValueError(f"init_from {cfg.init_from!r} was built with {base.get('init_kwargs')}, but the config "
+                             f"asks for {model.init_kwargs}")
+        check_state_dict(model, state, source=str(cfg.init_from))
+        model.load_state_dict(state)
+    names = [name for name, _ in model.named_children()]
+    unknown = sorted(set(cfg.train_parts) - set(names))
+    if unknown:
+        raise ValueError(f"unknown train_parts {unknown}; the analyzer's parts are {names}")
+    frozen = [m for name, m in model.named_children() if cfg.train_parts and name not in cfg.train_parts]
+    for m in frozen:
+        m.requires_grad_(False)
+    return model, frozen, base
+
+
 def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Train (or resume) a run; returns the final validation report."""
     torch.manual_seed(cfg.seed)
+    model, frozen, base = build_model(cfg)
     run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume)
-    model = FaceAnalyzer(cfg.resolution, cfg.width, cfg.embed_dim, cfg.hidden)
     head = ArcFaceHead(cfg.embed_dim, cfg.train_identities, cfg.arcface_scale, cfg.arcface_margin)
-    params = list(model.parameters()) + list(head.parameters())
+    params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(cfg.train_identities * cfg.per_identity / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -118,7 +155,7 @@ def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = T
         run.rewind(step)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)), last_epoch=step - 1)
-    val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, cfg.resolution, seed=cfg.seed + 999,
+    val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, cfg.resolution, seed=VAL_SEED,
                             first_identity=VAL_FIRST_IDENTITY)
     run.set_status("running", step, epochs=cfg.epochs, total_steps=total)
     data = None
@@ -130,6 +167,8 @@ def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = T
                 data = SynthFacesDataset(cfg.train_identities, cfg.per_identity, cfg.resolution,
                                          seed=cfg.seed + epoch - epoch % cfg.refresh_every)
             model.train()
+            for m in frozen:
+                m.eval()
             order = torch.randperm(len(data))
             t0 = time.time()
             bar = tqdm(range(steps_per_epoch), disable=not progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
@@ -160,9 +199,12 @@ def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = T
         run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
         raise
     if cfg.ship_to:
+        # A fine-tune keeps the recipes it grew from, oldest first.
+        history = base.get("history", []) + ([base["trained_with"]] if "trained_with" in base else [])
         save_checkpoint(cfg.ship_to, model.state_dict(), {
             "kind": "face_analyzer", "init_kwargs": model.init_kwargs, "metrics": report,
-            "trained_with": asdict(cfg), "evaluation": f"{cfg.val_identities} held-out identities x "
-                                                      f"{cfg.val_per_identity} images at {cfg.resolution} px"})
+            "trained_with": asdict(cfg), "history": history,
+            "evaluation": f"{cfg.val_identities} held-out identities x {cfg.val_per_identity} images at "
+                          f"{cfg.resolution} px"})
     run.set_status("finished", step, metrics=report)
     return report

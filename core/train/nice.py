@@ -230,7 +230,7 @@ def _cli(argv: list[str] | None, probe: bool) -> int:
     p = argparse.ArgumentParser(prog=name, description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML config under configs/")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     try:
         cfg = load_config(NiceConfig, args.config, parse_overrides(args.set))
