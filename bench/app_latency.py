@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             if data is None or Image.open(io.BytesIO(base64.b64decode(data.group(1)))).size != (res, res):
                 raise SystemExit(f"update {i} did not bring back a {res} px face")
         times.sort()
-        print(f"{'model set':<12}{'device':<8}{'res':>5}{'median ms':>11}{'p90 ms':>9}{'compute ms':>12}{'updates':>9}")
+        print(f"{'model set':<18}{'device':<8}{'res':>5}{'median ms':>11}{'p90 ms':>9}{'compute ms':>12}{'updates':>9}")
         name = Path(args.generator).stem if args.generator else args.models
-        print(f"{name:<12}{args.device:<8}{res:>5}{statistics.median(times):>11.1f}"
+        print(f"{name:<18}{args.device:<8}{res:>5}{statistics.median(times):>11.1f}"
               f"{times[int(0.9 * (len(times) - 1))]:>9.1f}{statistics.median(compute):>12.1f}{len(times):>9}")
         if args.browser:
             clicks = browser_times(demo.local_url, args.updates)

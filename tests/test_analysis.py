@@ -119,6 +119,12 @@ def test_shipped_analyzer_meets_its_targets_on_held_out_identities():
     assert report["tar_at_far1e-3"] >= 0.95 and report["landmark_nme"] <= 0.03
 
 
+def test_repeated_set_flags_all_apply(capsys):
+    from core.train.__main__ import main
+    assert main(["analyzer", "--set", "unknown_key=1", "--set", "epochs=1"]) == 2
+    assert "unknown_key" in capsys.readouterr().err
+
+
 def test_analyzer_refuses_bad_input():
     with pytest.raises(ValueError, match=r"\[batch, 3, H, W\]"):
         FaceAnalyzer()(torch.rand(3, 64, 64))

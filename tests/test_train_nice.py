@@ -56,6 +56,7 @@ def test_console_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "attributes_from_identity_code" in out and "identity_from_attribute_code" in out
     assert train_disentanglement(["--set", "unknown_key=1"]) == 2
+    assert train_disentanglement(["--set", "unknown_key=1", "--set", "steps=2"]) == 2  # every --set counts
 
 
 def test_mix_scores_tell_which_donor_a_mix_resembles(tmp_path):
