@@ -87,6 +87,8 @@ def test_landmark_fine_tune_trains_only_the_named_parts(tmp_path):
     with pytest.raises(ValueError, match="unknown train_parts.*'neck'"):
         train_analyzer(AnalyzerConfig(name="x", init_from=cfg.init_from, train_parts=["neck"], **common),
                        progress=False)
+    with pytest.raises(ValueError, match="train_parts must be a list"):
+        train_analyzer(AnalyzerConfig(name="z", train_parts="landmark_head", **common), progress=False)
     with pytest.raises(ValueError, match="was built with"):
         train_analyzer(AnalyzerConfig(name="y", init_from=cfg.init_from, **{**common, "width": 16}), progress=False)
     with pytest.raises(ValueError, match="landmark_stride must be 2 or 4"):

@@ -125,6 +125,8 @@ def build_model(cfg: AnalyzerConfig) -> tuple[FaceAnalyzer, list[torch.nn.Module
         check_state_dict(model, state, source=str(cfg.init_from))
         model.load_state_dict(state)
     names = [name for name, _ in model.named_children()]
+    if not isinstance(cfg.train_parts, list) or not all(isinstance(n, str) for n in cfg.train_parts):
+        raise ValueError(f"train_parts must be a list of part names (e.g. [landmark_head]), got {cfg.train_parts!r}")
     unknown = sorted(set(cfg.train_parts) - set(names))
     if unknown:
         raise ValueError(f"unknown train_parts {unknown}; the analyzer's parts are {names}")
