@@ -137,12 +137,14 @@ class FaceMixer:
         with torch.no_grad():
             return self.G.images_from_w(w.to(self.device)).clamp(0, 1).float().cpu()
 
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, D] analyzer identity embeddings (unit norm, on the CPU) of [B, 3, H, W] images."""
+        with torch.no_grad():
+            return self.analyzer(images.to(self.device)).embedding.cpu()
+
     def similarity(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """[B] analyzer cosine similarity of each image to its reference (one reference broadcasts)."""
-        with torch.no_grad():
-            a = self.analyzer(images.to(self.device)).embedding
-            b = self.analyzer(reference.to(self.device)).embedding
-        return (a * b).sum(1).cpu()
+        return (self.embed(images) * self.embed(reference)).sum(1)
 
     def check_face(self, image: torch.Tensor) -> None:
         """Raise FaceInputError when an uploaded [3, R, R] image holds no face (no check without references)."""
@@ -197,8 +199,9 @@ class FaceMixer:
         (similarity to the row's identity donor, to the column's attribute donor)."""
         n, m = len(w_identities), len(w_attributes)
         images = self.render(self.mix(w_identities.repeat_interleave(m, dim=0), w_attributes.repeat(n, 1)))
-        donors_id, donors_attr = self.render(w_identities), self.render(w_attributes)  # each donor rendered once
-        return images, self.scores(images, donors_id.repeat_interleave(m, dim=0), donors_attr.repeat(n, 1, 1, 1))
+        # each donor is rendered and read once; its embedding is repeated over its row or column
+        e_id, e_attr = self.embed(self.render(w_identities)), self.embed(self.render(w_attributes))
+        return images, _pair_scores(self.embed(images), e_id.repeat_interleave(m, dim=0), e_attr.repeat(n, 1))
 
     def strip(self, w_a: torch.Tensor, w_b: torch.Tensor, part: str, steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
         """Move only the identity or only the attributes of A towards B: images [steps, 3, H, W] and [steps, 2]
@@ -212,4 +215,9 @@ class FaceMixer:
 
     def scores(self, images: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """[B, 2] analyzer similarity of each image to `first` and to `second` (each [B] or [1] images)."""
-        return torch.stack([self.similarity(images, first), self.similarity(images, second)], dim=1)
+        return _pair_scores(self.embed(images), self.embed(first), self.embed(second))
+
+
+def _pair_scores(embedding: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """[B, 2] cosine of each embedding to `first` and to `second` (unit embeddings, [B] or [1] each)."""
+    return torch.stack([(embedding * first).sum(1), (embedding * second).sum(1)], dim=1)
