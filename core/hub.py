@@ -247,6 +247,7 @@ def export_run(run_dir: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[
     if kind == "analyzer_training":
         state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         init = {k: cfg[k] for k in ("resolution", "width", "embed_dim", "hidden")}
+        init["landmark_stride"] = cfg.get("landmark_stride", 4)  # runs from before the refinement stage are 4
         return "analyzer", state, {"kind": "face_analyzer", "init_kwargs": init, "trained_with": cfg,
                                    "step": meta["step"]}
     if kind == "nice_training":

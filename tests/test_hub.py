@@ -189,6 +189,19 @@ def test_push_a_run_then_load_it_back(fake_hub, tmp_path):
     assert same_output(hub.load(f"hf:bob/tiny-gan@{commit}", "generator"), G)
 
 
+def test_an_analyzer_run_with_the_landmark_refinement_exports_loadably(tmp_path):
+    from core.analysis import FaceAnalyzer
+    from core.train.analyzer import AnalyzerConfig, train_analyzer
+    cfg = AnalyzerConfig(name="a", runs_dir=str(tmp_path), train_identities=6, per_identity=4, val_identities=4,
+                         val_per_identity=2, width=8, hidden=32, embed_dim=16, batch_size=12, epochs=1,
+                         landmark_stride=2)
+    train_analyzer(cfg, progress=False)
+    role, state, meta = hub.export_run(tmp_path / "a")
+    assert role == "analyzer" and meta["init_kwargs"]["landmark_stride"] == 2
+    model = FaceAnalyzer(**meta["init_kwargs"])
+    model.load_state_dict(state, strict=True)
+
+
 def test_push_refuses_a_run_without_checkpoints(tmp_path):
     RunDir.create(tmp_path / "empty", GanConfig())
     assert hub.main(["push", "--run", str(tmp_path / "empty"), "--repo", "bob/x"]) == 2
