@@ -27,10 +27,11 @@ from core.train.nice import Frozen, NiceConfig, probe_leakage
 RELIABLE_MAE = 0.1  # DCI uses the factors the analyzer reads to within this mean absolute error (its own report)
 
 
-def reliable_factors(analyzer_name: str = "synthfaces_analyzer") -> list[str]:
-    """Factors the analyzer reads well enough to serve as ground truth for generated faces."""
+def reliable_factors(analyzer: str = "synthfaces") -> list[str]:
+    """Factors the analyzer (a load_analyzer name) reads well enough to serve as ground truth for generated faces."""
+    from core.analysis import analyzer_checkpoint
     from core.checkpoints import load_checkpoint
-    metrics = load_checkpoint(analyzer_name)[1].get("metrics", {})
+    metrics = load_checkpoint(analyzer_checkpoint(analyzer))[1].get("metrics", {})
     names = [n for n in FACTOR_NAMES if metrics.get(f"mae_{n}", 1.0) <= RELIABLE_MAE
              or metrics.get(f"acc_{n}", 0.0) >= 0.95]
     return names or list(FACTOR_NAMES)
@@ -58,7 +59,7 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
         raise ValueError(f"{nice_path} works on {nice.dim}-d latents; {cfg.generator} has {world.G.w_dim}-d W")
     cfg = replace(cfg, id_dim=nice.id_dim)
     w, codes, factors = read_codes(world, nice, samples)
-    names = reliable_factors()
+    names = reliable_factors(cfg.analyzer)
     cols = [FACTOR_NAMES.index(n) for n in names]
     out: dict[str, Any] = {"generator": cfg.generator, "nice": str(nice_path), "samples": samples, "pairs": pairs,
                            "dci_factors": names, "spaces": {}}
