@@ -1,6 +1,6 @@
 """Face mixing (Gradio): the identity of face A on the expression, pose and glasses of face B, through NICE.
 
-    python -m apps.face_mixing [--models embedded] [--host 127.0.0.1] [--port 7862]
+    python -m apps.face_mixing [--models embedded] [--host 127.0.0.1] [--port 7863]
 
 Faces come from seeds or uploads (projected into W with a progress bar). The page shows the mix, an identity x
 attribute grid over two sets of seeds, and identity-only / attribute-only interpolation strips, each image with the
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="embedded")
     p.add_argument("--device", default="cpu")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7862)
+    p.add_argument("--port", type=int, default=7863)
     args = p.parse_args(argv)
     page(args.models, args.device).queue().launch(server_name=args.host, server_port=args.port)
 

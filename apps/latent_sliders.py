@@ -76,9 +76,9 @@ def face_html(array: np.ndarray, label: str) -> str:
     Image.fromarray(array).save(buf, format=kind, **({"compress_level": 1} if kind == "png" else {"quality": 95}))
     url = f"data:image/{kind};base64,{base64.b64encode(buf.getvalue()).decode()}"
     shown = max(DISPLAY, min(w, 512))
+    style = "image-rendering:pixelated;max-width:100%;height:auto;display:block;margin:0 auto"
     return (f'<figure style="margin:0;text-align:center"><img alt="{label}" src="{url}" width="{shown}" '
-            f'height="{shown * h // w}" style="image-rendering:pixelated;max-width:100%;height:auto;display:block;margin:0 auto">'
-            f'<figcaption>{label} ({w} x {h})</figcaption></figure>')
+            f'height="{shown * h // w}" style="{style}"><figcaption>{label} ({w} x {h})</figcaption></figure>')
 
 
 def png_file(array: Optional[np.ndarray], seed) -> Optional[str]:
