@@ -81,3 +81,14 @@ def test_wrong_kind_and_missing_config(tmp_path, tiny_generator):
 def test_config_needs_kind(tmp_path, tiny_generator):
     with pytest.raises(ValueError, match="kind"):
         save_checkpoint(tmp_path / "g", tiny_generator.state_dict(), {"init_kwargs": {}})
+
+
+def test_a_run_killed_between_tensors_and_config_resumes_from_the_previous_checkpoint(tmp_path):
+    from core.train.rundir import RunDir
+    run = RunDir.create(tmp_path / "r", {"name": "r"})
+    run.save(10, {"x": torch.ones(2)}, {"kind": "test"})
+    newer = run.save(20, {"x": torch.full((2,), 2.0)}, {"kind": "test"})
+    newer.with_suffix(".json").unlink()  # as if SIGKILL landed after the tensors, before their config
+    assert [p.stem for p in run.checkpoint_paths()] == ["00000010"]
+    tensors, meta = run.latest()
+    assert meta["step"] == 10 and torch.equal(tensors["x"], torch.ones(2))

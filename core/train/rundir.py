@@ -90,7 +90,9 @@ class RunDir:
         return path
 
     def checkpoint_paths(self) -> list[Path]:
-        return sorted(self.checkpoints.glob("*.safetensors"))
+        """Complete checkpoints, oldest first: a kill between writing the tensors and their config leaves a
+        .safetensors without its .json, which is skipped so that a resume starts from the one before."""
+        return sorted(p for p in self.checkpoints.glob("*.safetensors") if p.with_suffix(".json").is_file())
 
     def latest(self) -> Optional[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
         """(tensors, config) of the newest checkpoint, or None when the run has none."""
