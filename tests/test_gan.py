@@ -18,7 +18,8 @@ from core.metrics.fd import (FeatureModelUnavailable, analyzer_features, factor_
 from core.stylegan3 import Generator
 from core.stylegan3.discriminator import Discriminator, MinibatchStd
 from core.synthfaces import render_faces
-from core.train.gan import GanConfig, blur, r1_penalty, train_gan, update_ema
+from core.train.ema import update_ema
+from core.train.gan import GanConfig, blur, r1_penalty, train_gan
 from core.train.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ def test_inception_fid_says_what_is_missing(tmp_path):
 
 
 def test_tiny_run_learns_writes_everything_and_ships_a_generator(tmp_path):
-    cfg = tiny(tmp_path, "t", steps=8, ship_to=str(tmp_path / "ship" / "g"))
+    cfg = tiny(tmp_path, "t", steps=8, ship=True, ship_to=str(tmp_path / "ship" / "g"))
     report = train_gan(cfg, progress=False)
     run = RunDir(tmp_path / "t")
     lines = metrics(run)
@@ -169,30 +170,38 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def test_vp_loss_makes_latent_changes_predictable():
+    """Training G with Q (the VP loss) makes single-dimension changes easier to name than training Q alone on the
+    same frozen G, from the same start and data. Measured at 200 steps (accuracy on 1,024 held-out pairs, chance
+    0.25): joint minus control 0.12 and 0.20 for seeds 0 and 1 (0.12 to 0.31 over seeds 0-3 on 512 pairs), 0.120
+    with 1 thread and 0.112 with 2 (seed 0); control alone 0.26 to 0.33. The bound 0.06 is half the smallest gap,
+    about seven times the spread between thread counts."""
     from core.metrics.vp import VarPredNet
     from core.train.gan import vp_loss
-    torch.manual_seed(0)
-    G = Generator(**tiny(Path("."), "vp").generator_kwargs())
-    Q = VarPredNet(4, 8)
-    opt = torch.optim.Adam([*G.parameters(), *Q.parameters()], lr=0.005)
-    gen = torch.Generator().manual_seed(1)
+    torch.set_num_threads(1)  # the machine's thread count changes the float path; one thread is the same everywhere
 
-    def accuracy() -> float:
+    def trained(train_g: bool) -> float:
+        torch.manual_seed(0)
+        G = Generator(**tiny(Path("."), "vp").generator_kwargs())
+        Q = VarPredNet(4, 8)
+        opt = torch.optim.Adam([*Q.parameters(), *(G.parameters() if train_g else [])], lr=0.01)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(200):
+            z = torch.randn(16, 16, generator=gen)
+            loss, _ = vp_loss(G, Q, z, G(z), 4, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         Q.eval()
         with torch.no_grad():
-            z = torch.randn(256, 16, generator=gen)
-            acc = vp_loss(G, Q, z, G(z), 4, gen)[1].item()
-        Q.train()
-        return acc
+            held_out = torch.Generator().manual_seed(99)
+            z = torch.randn(1024, 16, generator=held_out)
+            return vp_loss(G, Q, z, G(z), 4, held_out)[1].item()
 
-    before = accuracy()
-    for _ in range(100):
-        z = torch.randn(16, 16, generator=gen)
-        loss, _ = vp_loss(G, Q, z, G(z), 4, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert before < 0.3 and accuracy() > 0.4  # chance is 0.25; 0.45 measured after 100 steps
+    try:
+        joint, control = trained(True), trained(False)
+    finally:
+        torch.set_num_threads(2)
+    assert control < 0.35 and joint - control > 0.06
 
 
 def test_vp_weight_trains_a_predictor_that_resumes_with_the_run(tmp_path):
