@@ -1,7 +1,7 @@
 """Latent-sliders latency, end to end: a launched app on 127.0.0.1 driven through gradio_client.
 
-    python bench/app_latency.py                              # the embedded generator, CPU
-    python bench/app_latency.py --models ffhq --device cuda  # converted FFHQ weights on a GPU
+    python -m bench.app_latency                              # the embedded generator, CPU
+    python -m bench.app_latency --models ffhq --device cuda  # converted FFHQ weights on a GPU
 
 Each row is the median (and 90th percentile) over --updates slider moves of one seed: the client sends the new
 slider value, the server edits W, runs the synthesis network and replies with the face inside the HTML (a data-URL
@@ -16,13 +16,11 @@ import base64
 import io
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.latent_sliders import build, edit_image, load_editor  # noqa: E402
+from apps.latent_sliders import build, edit_image, load_editor
 
 
 def browser_times(url: str, updates: int) -> list[float]:

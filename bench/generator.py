@@ -1,8 +1,8 @@
 """Generator throughput: ms per image, images per second and peak memory, per config, resolution, batch, device, mode.
 
-    python bench/generator.py                       # CPU rows (and CUDA rows when a GPU is present)
-    python bench/generator.py --device cuda --resolutions 1024 --batches 1,8 --modes fp32,fp16,compile
-    python bench/generator.py --quick               # one tiny row, a smoke test
+    python -m bench.generator                       # CPU rows (and CUDA rows when a GPU is present)
+    python -m bench.generator --device cuda --resolutions 1024 --batches 1,8 --modes fp32,fp16,compile
+    python -m bench.generator --quick               # one tiny row, a smoke test
 
 Modes: fp32 (default ops), reference (zero-insertion reference ops), fp16 (the official mixed-precision layers,
 CUDA only), compile (torch.compile of the synthesis network). Each row runs in a fresh process so that peak
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def run_row(row: dict) -> dict:

@@ -1,7 +1,7 @@
 """Training-monitor speed: time to open a run with many logged steps, and to refresh after new lines.
 
-    python bench/monitor.py                 # 100,000 steps x 6 scalars
-    python bench/monitor.py --steps 1000000
+    python -m bench.monitor                 # 100,000 steps x 6 scalars
+    python -m bench.monitor --steps 1000000
 
 'open' is the monitor page's first script run (streamlit AppTest: reading metrics.jsonl, smoothing, building every
 plotly figure), which is the server-side part of opening the page; the browser then draws at most ~2,000 points
@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.train.runs import MetricsTail  # noqa: E402
+from core.train.runs import MetricsTail
 
 APP = Path(__file__).resolve().parent.parent / "apps" / "training_monitor.py"
 KEYS = ("loss_d", "loss_g", "logits_real", "logits_fake", "lr", "images_per_s")

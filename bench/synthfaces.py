@@ -1,21 +1,18 @@
 """SynthFaces rendering throughput on this machine: images per second by resolution and batch size.
 
-    python bench/synthfaces.py                 # eager rows at 64 and 256 px
-    python bench/synthfaces.py --compile       # also the compiled renderer (first call compiles, not timed)
+    python -m bench.synthfaces                 # eager rows at 64 and 256 px
+    python -m bench.synthfaces --compile       # also the compiled renderer (first call compiles, not timed)
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from core.synthfaces import render, sample_factors  # noqa: E402
-from core.synthfaces.render import fast_render  # noqa: E402
+from core.synthfaces import render, sample_factors
+from core.synthfaces.render import fast_render
 
 
 def measure(fn, factors: torch.Tensor, resolution: int, repeats: int) -> float:

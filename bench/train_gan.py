@@ -1,8 +1,8 @@
 """GAN training throughput: images per second of the real training loop (D step + lazy R1 + G step + EMA).
 
-    python bench/train_gan.py                                  # the configs/gan_synthfaces64.yaml recipe, CPU
-    python bench/train_gan.py --device cuda --batch 32,64      # on a GPU
-    python bench/train_gan.py --set channel_max=32 num_layers=6  # any config override
+    python -m bench.train_gan                                  # the configs/gan_synthfaces64.yaml recipe, CPU
+    python -m bench.train_gan --device cuda --batch 32,64      # on a GPU
+    python -m bench.train_gan --set channel_max=32 num_layers=6  # any config override
 
 Each row runs `train_gan` for --steps steps in a temporary run folder (no evaluation) and reports the rate
 over the steps after the first (which pays for warm-up).
@@ -16,12 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from core.config import load_config, parse_overrides  # noqa: E402
-from core.train.gan import GanConfig, train_gan  # noqa: E402
+from core.config import load_config, parse_overrides
+from core.train.gan import GanConfig, train_gan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,6 +12,8 @@ T = TypeVar("T")
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
+    if kind is str and value is None:  # `--set key=` (an empty YAML value) means the empty string
+        return ""
     if kind in (float,) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float, str, bool) and not isinstance(value, kind):

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from core.checkpoints import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint, save_checkpoint
+from core.checkpoints import CHECKPOINT_DIR, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 SUPERVISED = ("smile", "mouth_open", "eye_open", "yaw", "pitch", "roll", "eyeglasses", "sunglasses",
               "light_direction", "background", "skin_tone", "hair_colour", "face_width")
@@ -104,11 +104,30 @@ def save_directions(path: str | Path, dirs: dict[str, Direction], generator: str
 
 
 def load_directions(path_or_name: str | Path) -> dict[str, Direction]:
+    """Stored directions, checked: every named direction has its tensor, a unit vector of finite values and a
+    finite positive scale (a damaged file is a CheckpointError that says which direction is wrong)."""
     tensors, config = load_checkpoint(path_or_name)
     if config.get("kind") != "directions":
-        raise ValueError(f"{path_or_name} holds {config.get('kind')!r}, not directions")
-    return {name: Direction(tensors[name], float(m["scale"]), m["kind"], float(m["quality"]))
-            for name, m in config["directions"].items()}
+        raise CheckpointError(f"{path_or_name} holds {config.get('kind')!r}, not directions")
+    meta = config.get("directions")
+    if not isinstance(meta, dict) or not meta:
+        raise CheckpointError(f"{path_or_name}: its config lists no directions")
+    missing = sorted(set(meta) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{path_or_name}: no tensor for direction(s) {', '.join(missing)} (tensors: "
+                              f"{', '.join(sorted(tensors))})")
+    out = {}
+    for name, m in meta.items():
+        vector = tensors[name]
+        try:
+            scale, quality, kind = float(m["scale"]), float(m["quality"]), str(m["kind"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path_or_name}: direction {name!r} lacks a numeric scale, quality or kind"
+                                  ) from None
+        if vector.ndim != 1 or not torch.isfinite(vector).all() or not (scale > 0 and scale < float("inf")):
+            raise CheckpointError(f"{path_or_name}: direction {name!r} holds non-finite values or a bad scale")
+        out[name] = Direction(vector.float(), scale, kind, quality)
+    return out
 
 
 def directions(name: str = "synthfaces_stylegan3") -> dict[str, Direction]:
@@ -125,11 +144,18 @@ def directions(name: str = "synthfaces_stylegan3") -> dict[str, Direction]:
 
 
 def for_generator(G: torch.nn.Module, name: str) -> tuple[dict[str, Direction], str]:
-    """(directions, note): the stored ones, or PCA computed now with a note saying how to add supervised ones."""
+    """(directions, note): the stored ones, or PCA computed now with a note saying why (none stored, or the stored
+    ones are damaged or do not fit this generator) and how to add supervised ones."""
     try:
-        return directions(name), ""
-    except FileNotFoundError as e:
+        dirs = directions(name)
+    except (FileNotFoundError, CheckpointError) as e:
         return pca_directions(sample_w(G, 5000)), f"{e} (showing PCA directions only)"
+    wrong = [n for n, d in dirs.items() if not d.in_code_space and d.vector.numel() != G.w_dim]
+    if wrong:
+        return pca_directions(sample_w(G, 5000)), (f"the stored directions do not fit this generator's {G.w_dim}-d W "
+                                                   f"({', '.join(wrong)}); recompute them with python -m "
+                                                   f"core.directions --generator {name} (showing PCA directions only)")
+    return dirs, ""
 
 
 def apply(ws: torch.Tensor, edits: dict[str, float], dirs: dict[str, Direction],
@@ -175,6 +201,33 @@ class Editor:
         """[3, H, W] image in [0, 1] of a seed, edited along the named directions."""
         ws = apply(self.ws(seed, psi), edits or {}, self.dirs, self.nice)
         return (self.G.synthesis(ws, noise_mode="const")[0].float().cpu() + 1).mul(0.5).clamp(0, 1)
+
+
+def load_editor(models: str = "embedded", device: str = "cpu", generator: Optional[str] = None
+                ) -> tuple[Editor, str]:
+    """The generator of a model set (or a generator checkpoint) with its directions, plus the NICE identity and
+    attribute axes when the model set has a NICE for that generator, and a note for the page."""
+    from core import hub
+    from core.checkpoints import CheckpointError
+    from core.stylegan3 import Generator
+    roles = {} if generator else hub.model_set(models).models
+    if generator:
+        G, name = Generator.from_pretrained(generator, device=device).requires_grad_(False), str(generator)
+    else:
+        G, name = hub.load_frozen(models, "generator", device=device), roles["generator"].name
+    dirs, note = for_generator(G, name)
+    nice = None
+    if "nice" in roles:
+        try:
+            nice = hub.load_frozen(models, "nice", device=device)
+        except (hub.HubError, CheckpointError, OSError) as e:
+            note = f"{note} NICE axes unavailable: {e}".strip()
+        else:
+            if nice.dim == G.w_dim:
+                dirs = {**dirs, **nice_directions(nice, sample_w(G, 5000).to(device))}
+            else:
+                note, nice = f"{note} The model set's NICE does not fit this generator's W.".strip(), None
+    return Editor(G, dirs, nice), note
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,6 @@ class CodeDiscriminator(torch.nn.Module):
         self.net = torch.nn.Sequential(torch.nn.Linear(in_dim, hidden), torch.nn.LeakyReLU(0.2),
                                        torch.nn.Linear(hidden, hidden), torch.nn.LeakyReLU(0.2),
                                        torch.nn.Linear(hidden, out_dim))
-        self.init_kwargs = dict(in_dim=in_dim, out_dim=out_dim, hidden=hidden, unit_output=unit_output)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         y = self.net(code)

@@ -6,9 +6,9 @@ so `inverse(forward(w)) == w` up to float rounding. Mixing two faces is `inverse
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
+
+from core.checkpoints import Pretrained
 
 
 class AdditiveCoupling(torch.nn.Module):
@@ -17,9 +17,8 @@ class AdditiveCoupling(torch.nn.Module):
     def __init__(self, dim: int, hidden: int, depth: int, parity: int) -> None:
         super().__init__()
         self.parity = parity
-        idx = torch.arange(dim)
-        self.register_buffer("updated", idx[idx % 2 == parity], persistent=False)
-        self.register_buffer("kept", idx[idx % 2 != parity], persistent=False)
+        self.register_buffer("updated", torch.arange(parity, dim, 2), persistent=False)
+        self.register_buffer("kept", torch.arange(1 - parity, dim, 2), persistent=False)
         layers: list[torch.nn.Module] = []
         sizes = [len(self.kept)] + [hidden] * depth + [len(self.updated)]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -37,8 +36,10 @@ class AdditiveCoupling(torch.nn.Module):
         return y
 
 
-class NICE(torch.nn.Module):
+class NICE(torch.nn.Module, Pretrained):
     """w [B, dim] <-> (identity code [B, id_dim], attribute code [B, dim - id_dim])."""
+
+    kind = "nice"
 
     def __init__(self, dim: int = 512, id_dim: int = 256, layers: int = 4, hidden: int = 512, depth: int = 3) -> None:
         super().__init__()
@@ -47,7 +48,6 @@ class NICE(torch.nn.Module):
         if layers < 2:
             raise ValueError("NICE needs at least two coupling layers (so that every feature is updated)")
         self.dim, self.id_dim = dim, id_dim
-        self.init_kwargs = dict(dim=dim, id_dim=id_dim, layers=layers, hidden=hidden, depth=depth)
         self.couplings = torch.nn.ModuleList(AdditiveCoupling(dim, hidden, depth, i % 2) for i in range(layers))
         self.log_scale = torch.nn.Parameter(torch.zeros(dim))
 
@@ -95,7 +95,3 @@ class NICE(torch.nn.Module):
             return self.inverse(ia.lerp(ib, t), aa.expand(len(t), -1))
         return self.inverse(ia.expand(len(t), -1), aa.lerp(ab, t))
 
-    @classmethod
-    def from_pretrained(cls, path_or_name: str | Path = "synthfaces_nice", device: str | torch.device = "cpu") -> "NICE":
-        from core.checkpoints import load_module
-        return load_module(cls, path_or_name, kind="nice", device=device)

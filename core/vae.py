@@ -3,14 +3,18 @@
 MLP (the notebook's): a 45x45x3 image flattened to 6075 values; encoder 6075-1500-1000 with BatchNorm and ReLU;
 linear heads for mu and logvar; decoder dim_z-1000-1500-6075 (BatchNorm + ReLU between, Sigmoid at the end).
 Loss: summed binary cross-entropy of the reconstruction plus beta times the KL divergence to N(0, I), per image.
+`variational=False` is the notebook's plain autoencoder baseline: the same networks with a deterministic code
+(no logvar head, no sampling), trained on the reconstruction loss alone (beta 0).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from core.checkpoints import Pretrained
+from core.synthfaces.factors import factor_index
 
 SIDE = 45
 INPUT = SIDE * SIDE * 3
@@ -28,17 +32,18 @@ def _dense(a: int, b: int) -> list[torch.nn.Module]:
     return [torch.nn.Linear(a, b), torch.nn.BatchNorm1d(b), torch.nn.ReLU(inplace=True)]
 
 
-class VAE(torch.nn.Module):
-    """Images [B, 3, 45, 45] in [0, 1] <-> codes [B, dim_z]."""
+class VAE(torch.nn.Module, Pretrained):
+    """Images [B, 3, 45, 45] in [0, 1] <-> codes [B, dim_z]; a VAE, or with variational=False an autoencoder."""
 
-    def __init__(self, dim_z: int = 100, architecture: str = "mlp", width: int = 32) -> None:
+    kind = "vae"
+
+    def __init__(self, dim_z: int = 100, architecture: str = "mlp", width: int = 32, variational: bool = True) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         if dim_z < 1:
             raise ValueError("dim_z must be >= 1")
-        self.dim_z, self.architecture = dim_z, architecture
-        self.init_kwargs = dict(dim_z=dim_z, architecture=architecture, width=width)
+        self.dim_z, self.architecture, self.variational = dim_z, architecture, variational
         if architecture == "mlp":
             self.encoder = torch.nn.Sequential(*_dense(INPUT, 1500), *_dense(1500, 1000))
             self.decoder = torch.nn.Sequential(*_dense(dim_z, 1000), *_dense(1000, 1500), torch.nn.Linear(1500, INPUT),
@@ -58,7 +63,7 @@ class VAE(torch.nn.Module):
                 torch.nn.ConvTranspose2d(2 * w, w, 4, 2, 1), torch.nn.BatchNorm2d(w), torch.nn.ReLU(inplace=True),
                 torch.nn.ConvTranspose2d(w, 3, 4, 2, 1), torch.nn.Sigmoid())
         self.mu = torch.nn.Linear(features, dim_z)
-        self.logvar = torch.nn.Linear(features, dim_z)
+        self.logvar = torch.nn.Linear(features, dim_z) if variational else None
 
     def _check(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, SIDE, SIDE):
@@ -69,9 +74,10 @@ class VAE(torch.nn.Module):
         return images.flatten(1) if self.architecture == "mlp" else images
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of q(z | x)."""
+        """(mu, logvar) of q(z | x); an autoencoder's code is mu, with logvar 0."""
         h = self.encoder(self._check(images))
-        return self.mu(h), self.logvar(h)
+        mu = self.mu(h)
+        return mu, self.logvar(h) if self.logvar is not None else torch.zeros_like(mu)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean image of p(x | z), [B, 3, 45, 45] in [0, 1]."""
@@ -82,13 +88,8 @@ class VAE(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, sample: bool = True) -> VAEOutput:
         mu, logvar = self.encode(images)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu  # reparameterisation
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample and self.variational else mu  # reparam.
         return VAEOutput(self.decode(z), mu, logvar)
-
-    @classmethod
-    def from_pretrained(cls, path_or_name: str | Path = "synthfaces_vae", device: str | torch.device = "cpu") -> "VAE":
-        from core.checkpoints import load_module
-        return load_module(cls, path_or_name, kind="vae", device=device)
 
 
 def vae_loss(images: torch.Tensor, out: VAEOutput, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,3 +104,90 @@ def prepare_images(images: torch.Tensor) -> torch.Tensor:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [batch, 3, H, W], got {list(images.shape)}")
     return F.interpolate(images, size=(SIDE, SIDE), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+@torch.no_grad()
+def random_faces(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
+    """Decode codes drawn from N(0, I)."""
+    model.eval()
+    z = torch.randn(count, model.dim_z, generator=torch.Generator().manual_seed(seed))
+    return model.decode(z)
+
+
+@torch.no_grad()
+def latent_means(model: VAE, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model.encode(images[i:i + batch])[0] for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def interpolate(model: VAE, a: torch.Tensor, b: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    """Decoded straight line between the latent means of images a and b ([steps, 3, 45, 45])."""
+    mu = latent_means(model, torch.stack([a, b]))
+    t = torch.linspace(0, 1, steps).unsqueeze(1)
+    return model.decode(mu[0:1].lerp(mu[1:2], t))
+
+
+def has_attribute(factors: torch.Tensor, name: str) -> torch.Tensor:
+    """Boolean mask: the ground-truth attribute is present (binary factors) or high (> 0.5, continuous)."""
+    return factors[:, factor_index(name)] > 0.5
+
+
+def attribute_direction(codes: torch.Tensor, factors: torch.Tensor, name: str) -> torch.Tensor:
+    """Mean code of images with the attribute minus mean code of those without (the notebook's arithmetic)."""
+    mask = has_attribute(factors, name)
+    if mask.all() or not mask.any():
+        raise ValueError(f"need images both with and without {name!r} to find its direction")
+    return codes[mask].mean(0) - codes[~mask].mean(0)
+
+
+@torch.no_grad()
+def edit(model: VAE, images: torch.Tensor, direction: torch.Tensor, strength: float) -> torch.Tensor:
+    """Decode (latent mean + strength * direction)."""
+    return model.decode(latent_means(model, images) + strength * direction)
+
+
+EDIT_ATTRIBUTES = ("smile", "sunglasses", "eyeglasses")
+
+
+class VAEEditor:
+    """A VAE (or the autoencoder baseline) with the notebook's attribute vectors: the mean code of labelled
+    SynthFaces faces with each attribute minus the mean code of those without. Used by the VAE tab."""
+
+    def __init__(self, model: VAE, faces: int = 2000, seed: int = 0) -> None:
+        from core.synthfaces import render_faces
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        batch = render_faces(torch.arange(50_000, 50_000 + faces), seed=seed)
+        codes = latent_means(model, prepare_images(batch.images).to(self.device)).cpu()
+        self.directions = {name: attribute_direction(codes, batch.factors, name) for name in EDIT_ATTRIBUTES}
+
+    @classmethod
+    def load(cls, models: str = "embedded", device: str = "cpu", role: str = "vae") -> "VAEEditor":
+        from core import hub
+        return cls(hub.load_frozen(models, role, device=device))
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstructions, SSIM to the input) of any [B, 3, H, W] images in [0, 1], at 45x45."""
+        from core.metrics.ssim import ssim
+        x = prepare_images(images).to(self.device)
+        recon = self.model(x, sample=False).recon
+        return recon.cpu(), ssim(recon, x).cpu()
+
+    def sample(self, count: int, seed: int) -> torch.Tensor:
+        """Faces decoded from codes drawn from N(0, I) (for the autoencoder, codes it was never trained on)."""
+        return random_faces(self.model, count, seed).cpu()
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+        """The straight line between two images' codes, decoded ([steps, 3, 45, 45])."""
+        pair = prepare_images(torch.stack([a, b])).to(self.device)
+        return interpolate(self.model, pair[0], pair[1], steps).cpu()
+
+    def edit(self, image: torch.Tensor, strengths: dict[str, float]) -> torch.Tensor:
+        """[3, 45, 45]: the image's code moved by strength x each named attribute vector, decoded."""
+        unknown = sorted(set(strengths) - set(self.directions))
+        if unknown:
+            raise ValueError(f"unknown attribute(s) {unknown}; known: {', '.join(self.directions)}")
+        shift = sum((s * self.directions[n] for n, s in strengths.items()), torch.zeros(self.model.dim_z))
+        return edit(self.model, prepare_images(image[None]).to(self.device), shift.to(self.device), 1.0)[0].cpu()

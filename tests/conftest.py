@@ -2,15 +2,9 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(2)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -8,7 +8,6 @@ import torch
 
 from core.analysis import FaceAnalyzer, load_analyzer
 from core.analysis.evaluate import landmark_errors, tar_at_far
-from core.analysis.insightface_backend import FaceModelUnavailable, InsightFaceBackend
 from core.checkpoints import CheckpointError, load_checkpoint
 from core.config import load_config
 from core.synthfaces import LANDMARK_NAMES, NUM_FACTORS
@@ -40,7 +39,7 @@ def test_landmark_errors_are_in_pixels_and_normalised_by_eye_distance():
 def test_tiny_training_run_learns_and_resumes(tmp_path):
     cfg = AnalyzerConfig(name="t", runs_dir=str(tmp_path), train_identities=12, per_identity=6, val_identities=6,
                          val_per_identity=3, width=8, hidden=64, embed_dim=32, batch_size=24, epochs=2,
-                         lr=0.003, log_every=1, ship_to=str(tmp_path / "ship" / "analyzer"))
+                         lr=0.003, log_every=1, ship=True, ship_to=str(tmp_path / "ship" / "analyzer"))
     train_analyzer(cfg, progress=False)
     run = RunDir(tmp_path / "t")
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
@@ -63,12 +62,12 @@ def test_tiny_training_run_learns_and_resumes(tmp_path):
 def test_landmark_fine_tune_trains_only_the_named_parts(tmp_path):
     common = dict(runs_dir=str(tmp_path), train_identities=12, per_identity=6, val_identities=6, val_per_identity=3,
                   width=8, hidden=64, embed_dim=32, batch_size=24, log_every=1)
-    train_analyzer(AnalyzerConfig(name="base", epochs=1, ship_to=str(tmp_path / "base"), **common), progress=False)
+    train_analyzer(AnalyzerConfig(name="base", epochs=1, ship=True, ship_to=str(tmp_path / "base"), **common), progress=False)
     base = FaceAnalyzer.from_pretrained(tmp_path / "base.safetensors")
     parts = ["landmark_lateral", "landmark_head", "landmark_refine", "factor_head"]
     cfg = AnalyzerConfig(name="fine", epochs=2, lr=0.003, init_from=str(tmp_path / "base.safetensors"),
                          train_parts=parts, landmark_stride=2, weight_identity=0.0, seed=5,
-                         ship_to=str(tmp_path / "fine"), **common)
+                         ship=True, ship_to=str(tmp_path / "fine"), **common)
     train_analyzer(cfg, progress=False)
     fine = FaceAnalyzer.from_pretrained(tmp_path / "fine.safetensors")
     assert fine.init_kwargs["landmark_stride"] == 2
@@ -145,41 +144,6 @@ def test_config_refuses_unknown_keys_and_wrong_types(tmp_path):
     path.write_text("epochs: 3\nlr: 1\n")
     cfg = load_config(AnalyzerConfig, path, {"batch_size": 8})
     assert cfg.epochs == 3 and cfg.lr == 1.0 and cfg.batch_size == 8
-
-
-def _export(model: torch.nn.Module, side: int, path) -> None:
-    torch.onnx.export(model, (torch.randn(1, 3, side, side),), str(path), input_names=["input.1"],
-                      output_names=["output"], dynamo=False, dynamic_axes={"input.1": {0: "n"}, "output": {0: "n"}})
-
-
-def test_insightface_backend_with_locally_made_onnx_models(tmp_path):
-    pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    rec = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.Flatten(), torch.nn.Linear(8 * 28 * 28, 512))
-    lmk = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten(), torch.nn.Linear(4 * 24 * 24, 212),
-                              torch.nn.Tanh())
-    _export(rec.eval(), 112, tmp_path / "w600k_r50.onnx")
-    _export(lmk.eval(), 192, tmp_path / "2d106det.onnx")
-    backend = load_analyzer(f"insightface:{tmp_path}")
-    images = torch.rand(3, 3, 128, 128)
-    out = backend(images)
-    assert out.embedding.shape == (3, 512) and torch.allclose(out.embedding.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert out.factors is None and out.landmarks.shape == (3, 106, 2)
-    assert (out.landmarks >= 0).all() and (out.landmarks <= 128).all()
-    # embeddings agree with the torch model on the same preprocessing
-    x = torch.nn.functional.interpolate(images, size=(112, 112), mode="bilinear", antialias=True)
-    with torch.no_grad():
-        expected = torch.nn.functional.normalize(rec((x * 255 - 127.5) / 127.5), dim=1)
-    assert torch.allclose(out.embedding, expected, atol=1e-4)
-
-
-def test_insightface_backend_missing_models_say_what_to_do(tmp_path):
-    pytest.importorskip("onnxruntime")
-    with pytest.raises(FaceModelUnavailable, match="no InsightFace models at .*buffalo_l"):
-        InsightFaceBackend(tmp_path / "missing")
-    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
-    with pytest.raises(FaceModelUnavailable, match="not a readable ONNX model"):
-        InsightFaceBackend(tmp_path)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint_on_the_same_schedule(tmp_path):

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from core import hub
-from core.checkpoints import CheckpointError, save_checkpoint
+from core.publish import export_run, push
+from core.publish import main as publish_main
+from core.checkpoints import CheckpointError
 from core.stylegan3 import Generator
 from core.train.gan import GanConfig
 from core.train.rundir import RunDir
@@ -39,8 +41,7 @@ def go_offline(monkeypatch):
 def generator_files(tmp_path: Path, seed: int, stem: str = "generator") -> tuple[dict[str, bytes], Generator]:
     torch.manual_seed(seed)
     G = Generator(**tiny_kwargs()).eval()
-    path = save_checkpoint(tmp_path / f"src{seed}" / f"{stem}.safetensors", G.state_dict(),
-                           {"kind": "stylegan3", "init_kwargs": G.init_kwargs})
+    path = G.save_pretrained(tmp_path / f"src{seed}" / stem)
     return {f"{stem}.safetensors": path.read_bytes(), f"{stem}.json": path.with_suffix(".json").read_bytes()}, G
 
 
@@ -179,7 +180,7 @@ def test_push_a_run_then_load_it_back(fake_hub, tmp_path):
     run.save(5, {f"G_ema.{k}": v for k, v in G.state_dict().items()}, {"kind": "gan_training",
                                                                          "config": asdict(cfg)})
     (run.samples / "00000005.png").write_bytes(b"\x89PNG fake grid")
-    commit = hub.push(run.path, "bob/tiny-gan")
+    commit = push(run.path, "bob/tiny-gan")
     assert len(commit) == 40
     files = fake_hub.commits["bob/tiny-gan"][commit]
     assert {"generator.safetensors", "generator.json", hub.MANIFEST, "README.md", "samples.png",
@@ -196,12 +197,26 @@ def test_an_analyzer_run_with_the_landmark_refinement_exports_loadably(tmp_path)
                          val_per_identity=2, width=8, hidden=32, embed_dim=16, batch_size=12, epochs=1,
                          landmark_stride=2)
     train_analyzer(cfg, progress=False)
-    role, state, meta = hub.export_run(tmp_path / "a")
-    assert role == "analyzer" and meta["init_kwargs"]["landmark_stride"] == 2
-    model = FaceAnalyzer(**meta["init_kwargs"])
-    model.load_state_dict(state, strict=True)
+    role, model, notes = export_run(tmp_path / "a")
+    assert role == "analyzer" and model.init_kwargs["landmark_stride"] == 2 and isinstance(model, FaceAnalyzer)
+    path = model.save_pretrained(tmp_path / "published", **notes)
+    assert FaceAnalyzer.from_pretrained(path).init_kwargs["landmark_stride"] == 2
 
 
 def test_push_refuses_a_run_without_checkpoints(tmp_path):
     RunDir.create(tmp_path / "empty", GanConfig())
-    assert hub.main(["push", "--run", str(tmp_path / "empty"), "--repo", "bob/x"]) == 2
+    assert publish_main(["--run", str(tmp_path / "empty"), "--repo", "bob/x"]) == 2
+
+
+def test_ffhq_from_a_hub_repo_holding_the_official_pickle_is_converted_once(fake_hub, tmp_path, monkeypatch):
+    from tests.official_layout import write_official_pickle
+    torch.manual_seed(4)
+    G = Generator(**tiny_kwargs()).eval()
+    pkl = write_official_pickle(tmp_path / f"{hub.FFHQ_NAME}.pkl", G)
+    sha = fake_hub.commit("nvidia-mirror/sg3", {f"{hub.FFHQ_NAME}.pkl": pkl.read_bytes()})
+    monkeypatch.setenv(hub.FFHQ_REPO_ENV, f"nvidia-mirror/sg3@{sha}")
+    first = hub.load("ffhq", "generator")
+    assert same_output(first, G)
+    fetched = len(fake_hub.gets(f"{hub.FFHQ_NAME}.pkl"))
+    again = hub.load("ffhq", "generator")  # converted once: the cached safetensors are read, nothing is fetched
+    assert same_output(again, G) and len(fake_hub.gets(f"{hub.FFHQ_NAME}.pkl")) == fetched

@@ -100,6 +100,20 @@ def test_faces_travel_as_data_url_images_and_download_as_png():
     path = latent_sliders.png_file(small, 7)
     assert path.endswith("seed7_edited.png") and np.array_equal(np.asarray(Image.open(path)), small)
     assert latent_sliders.png_file(None, 7) is None
+    from pathlib import Path
+    for seed in range(20):  # every slider move replaces the session's one file
+        last = latent_sliders.png_file(small, seed, session="moves")
+    assert [p.name for p in Path(last).parent.iterdir()] == ["seed19_edited.png"]
+
+
+def test_a_slider_sweep_exports_as_video(tiny_g):
+    import cv2
+    editor = Editor(tiny_g, pca_directions(sample_w(tiny_g, 300), 2))
+    mp4, gif = latent_sliders.sweep_videos(editor, "pca_1", 4, 0.7, 6, session="sweep")
+    assert int(cv2.VideoCapture(mp4).get(cv2.CAP_PROP_FRAME_COUNT)) == 6 + 4  # there and back
+    assert Image.open(gif).n_frames == 10
+    with pytest.raises(gr.Error, match="direction must be one of"):
+        latent_sliders.sweep_videos(editor, "smile", 4, 0.7, 6)
 
 
 def test_nice_axes_move_one_code_only(tiny_g):
@@ -139,7 +153,7 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
     demo = latent_sliders.build(Editor(tiny_g, dirs), note="PCA only")
     config = demo.get_config_file()
     sliders = [c for c in config["components"] if c.get("type") == "slider"]
-    assert len(sliders) == 4 + 1  # four directions and truncation
+    assert len(sliders) == 4 + 2  # four directions, truncation and the sweep export's frame count
     assert any("PCA only" in c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown")
 
 

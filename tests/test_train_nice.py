@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from core import hub
-from core.checkpoints import save_checkpoint
 from core.nice import NICE
+from core.publish import export_run
 from core.stylegan3 import Generator
 from core.train.nice import NiceConfig, train_discriminators, train_disentanglement, train_nice
 from core.train.rundir import RunDir
@@ -18,15 +17,14 @@ from tests.conftest import tiny_kwargs
 def tiny_generator(tmp_path):
     torch.manual_seed(0)
     G = Generator(**tiny_kwargs(resolution=32))
-    return save_checkpoint(tmp_path / "g.safetensors", G.state_dict(), {"kind": "stylegan3",
-                                                                          "init_kwargs": G.init_kwargs})
+    return G.save_pretrained(tmp_path / "g")
 
 
 def test_training_logs_every_loss_resumes_and_ships(tmp_path):
     g = tiny_generator(tmp_path)
     cfg = NiceConfig(name="n", runs_dir=str(tmp_path), generator=str(g), id_dim=12, hidden=32, depth=2,
                      batch_size=4, steps=4, log_every=1, sample_every=2, checkpoint_every=2,
-                     ship_to=str(tmp_path / "ship" / "nice"))
+                     ship=True, ship_to=str(tmp_path / "ship" / "nice"))
     train_nice(cfg, progress=False)
     cfg.steps = 6
     report = train_nice(cfg, resume=True, progress=False)
@@ -41,17 +39,15 @@ def test_training_logs_every_loss_resumes_and_ships(tmp_path):
     w = torch.randn(3, 32)
     assert (nice.decode(nice.encode(w)) - w).abs().max() < 1e-5
     assert json.loads((run.path / "status.json").read_text())["state"] == "finished"
-    role, state, config = hub.export_run(run.path)  # what `python -m core.hub push` publishes
-    assert role == "nice" and config["init_kwargs"]["dim"] == 32 and config["step"] == 6
-    published = NICE(**config["init_kwargs"])
-    published.load_state_dict(state)
+    role, published, notes = export_run(run.path)  # what `python -m core.publish` publishes
+    assert role == "nice" and published.init_kwargs["dim"] == 32 and notes["step"] == 6
     assert torch.allclose(published.encode(w), nice.encode(w))
 
 
 def test_console_commands(tmp_path, capsys):
     g = tiny_generator(tmp_path)
     common = [f"runs_dir={tmp_path}", f"generator={g}", "id_dim=12", "hidden=32", "depth=2", "batch_size=4"]
-    assert train_disentanglement(["--set", "name=c", "steps=2", *common, f"ship_to={tmp_path / 'nice'}"]) == 0
+    assert train_disentanglement(["--ship", "--set", "name=c", "steps=2", *common, f"ship_to={tmp_path / 'nice'}"]) == 0
     assert train_discriminators(["--set", *common, f"nice={tmp_path / 'nice.safetensors'}", "disc_steps=20"]) == 0
     out = capsys.readouterr().out
     assert "attributes_from_identity_code" in out and "identity_from_attribute_code" in out
@@ -73,13 +69,13 @@ def test_mix_scores_tell_which_donor_a_mix_resembles(tmp_path):
 
 
 def test_w_versus_nice_report(tmp_path):
-    from core import nice_report
+    from core.reports import nice as nice_report
     g = tiny_generator(tmp_path)
     torch.manual_seed(1)
     nice = NICE(32, 12, hidden=32, depth=2)
     for p in nice.parameters():  # a non-trivial (untrained) bijection
         torch.nn.init.normal_(p, std=0.1)
-    path = save_checkpoint(tmp_path / "nice", nice.state_dict(), {"kind": "nice", "init_kwargs": nice.init_kwargs})
+    path = nice.save_pretrained(tmp_path / "nice")
     cfg = NiceConfig(generator=str(g), id_dim=5, disc_hidden=16, disc_steps=5, batch_size=8)
     result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)
     assert set(result["spaces"]) == {"W", "NICE"} and "hair_colour" in result["dci_factors"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import numpy as np
 import torch
 
 from core.metrics.ssim import ssim
@@ -12,7 +13,8 @@ from core.synthfaces.dataset import SynthFacesDataset
 from core.train.rundir import RunDir
 from core.train.vae import VaeConfig, train_vae
 from core.vae import INPUT, VAE, VAEOutput, prepare_images, vae_loss
-from core.vae_workflow import attribute_direction, edit, interpolate, pca_2d, reconstructions, run_workflow
+from core.reports.vae import pca_2d, reconstructions, run_workflow
+from core.vae import attribute_direction, edit, interpolate
 
 
 def test_mlp_is_the_notebook_architecture():
@@ -69,7 +71,7 @@ def tiny(tmp_path, **kw) -> VaeConfig:
 
 
 def test_training_improves_resumes_and_ships(tmp_path):
-    cfg = tiny(tmp_path, ship_to=str(tmp_path / "ship" / "vae"))
+    cfg = tiny(tmp_path, ship=True, ship_to=str(tmp_path / "ship" / "vae"))
     train_vae(cfg, progress=False)
     run = RunDir(tmp_path / "v")
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
@@ -117,3 +119,40 @@ def test_workflow_functions(tmp_path):
                  "edit_smile.png", "edit_sunglasses.png", "edit_eyeglasses.png", "report.json"):
         assert (tmp_path / "out" / name).exists(), name
     assert {e["attribute"] for e in report["edits"]} == {"smile", "sunglasses", "eyeglasses"}
+
+
+def test_the_autoencoder_baseline_is_deterministic_and_has_no_logvar_head():
+    from core.vae import VAE
+    ae = VAE(dim_z=8, variational=False).eval()
+    x = torch.rand(2, 3, 45, 45)
+    out_a, out_b = ae(x), ae(x)
+    assert torch.equal(out_a.recon, out_b.recon) and torch.equal(out_a.logvar, torch.zeros_like(out_a.mu))
+    assert ae.logvar is None and "logvar.weight" not in ae.state_dict()
+    assert ae.init_kwargs["variational"] is False
+
+
+def test_vae_lab_page_reconstructs_samples_interpolates_and_edits(tmp_path):
+    import gradio as gr
+    from PIL import Image
+
+    from apps import vae_lab
+    page = vae_lab.VAEPage("embedded", "cpu")
+    assert page.roles == ["vae", "ae"]
+    for choice in vae_lab.MODELS:
+        original, recon, edited, note = page.reconstruct(choice, 3, None, 0, 0, 0)
+        assert original.shape == recon.shape == (225, 225, 3) and "SSIM" in note  # 45 px shown at 5x
+        assert np.array_equal(recon, edited)  # zero strengths: the edit is the reconstruction
+        _, _, smiling, _ = page.reconstruct(choice, 3, None, 2.5, 0, 0)
+        assert np.abs(smiling.astype(int) - recon.astype(int)).mean() > 1
+    assert len(page.sample(next(iter(vae_lab.MODELS)), 0)) == 8
+    assert len(page.interpolate(next(iter(vae_lab.MODELS)), 3, 8, 5)) == 5
+    Image.fromarray(np.full((80, 60, 4), 200, np.uint8)).save(tmp_path / "up.png")
+    *_, note = page.reconstruct(next(iter(vae_lab.MODELS)), 3, str(tmp_path / "up.png"), 0, 0, 0)
+    assert "upload" in note
+    for call in (lambda: page.reconstruct("a GAN", 3, None, 0, 0, 0), lambda: page.sample("VAE (notebook MLP, beta 1)", -1),
+                 lambda: page.interpolate("VAE (notebook MLP, beta 1)", 1, 2, 40),
+                 lambda: page.reconstruct("VAE (notebook MLP, beta 1)", 3, None, 9, 0, 0)):
+        with pytest.raises(gr.Error):
+            call()
+    config = vae_lab.build(page).get_config_file()
+    assert sum(c.get("type") == "radio" for c in config["components"]) == 1

@@ -7,12 +7,12 @@ positions (trained as fractions of the image size, returned in pixels). Any inpu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
+from core.checkpoints import Pretrained
 from core.synthfaces.factors import NUM_FACTORS
 from core.synthfaces.render import NUM_LANDMARKS
 
@@ -27,6 +27,10 @@ class Analysis:
     landmarks: Optional[torch.Tensor]
 
 
+class FaceModelUnavailable(RuntimeError):
+    """A real-face model (or its runtime) is not installed here; the message says what to install or download."""
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> list[torch.nn.Module]:
     return [torch.nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), torch.nn.BatchNorm2d(cout),
             torch.nn.ReLU(inplace=True)]
@@ -36,11 +40,13 @@ def _block(cin: int, cout: int) -> torch.nn.Sequential:
     return torch.nn.Sequential(*_conv(cin, cout), *_conv(cout, cout), torch.nn.MaxPool2d(2))
 
 
-class FaceAnalyzer(torch.nn.Module):
+class FaceAnalyzer(torch.nn.Module, Pretrained):
     """Strided stem and 3 conv blocks (/16) -> an FC trunk for the identity embedding; a separate FC branch on
     the /8 features for the factors; landmarks by soft-argmax over heatmaps at 1/4 resolution, built from the /4
     features plus the upsampled /8 features. With `landmark_stride=2` a refinement stage adds residual heatmap
     logits at 1/2 resolution from the stem's features (finer landmarks at little cost)."""
+
+    kind = "face_analyzer"
 
     def __init__(self, resolution: int = 64, width: int = 16, embed_dim: int = 128, hidden: int = 256,
                  landmark_stride: int = 4) -> None:
@@ -77,8 +83,6 @@ class FaceAnalyzer(torch.nn.Module):
             torch.nn.init.zeros_(self.landmark_refine[-1].weight)
             torch.nn.init.zeros_(self.landmark_refine[-1].bias)
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
-        self.init_kwargs = dict(resolution=resolution, width=width, embed_dim=embed_dim, hidden=hidden,
-                                landmark_stride=landmark_stride)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Check [B, 3, H, W] images in [0, 1] and resize them to the analyzer's resolution."""
@@ -125,9 +129,3 @@ class FaceAnalyzer(torch.nn.Module):
         emb, logits, lm = self.raw(images)
         size = images.shape[-1]
         return Analysis(embedding=F.normalize(emb, dim=1), factors=torch.sigmoid(logits), landmarks=lm * size - 0.5)
-
-    @classmethod
-    def from_pretrained(cls, path_or_name: str | Path = "synthfaces_analyzer", device: str | torch.device = "cpu") -> "FaceAnalyzer":
-        """Load the shipped analyzer (or any analyzer checkpoint)."""
-        from core.checkpoints import load_module
-        return load_module(cls, path_or_name, kind="face_analyzer", device=device)

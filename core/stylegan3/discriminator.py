@@ -93,8 +93,6 @@ class Discriminator(torch.nn.Module):
         if img_resolution < 8 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.init_kwargs = dict(img_resolution=img_resolution, img_channels=img_channels, channel_base=channel_base,
-                                channel_max=channel_max, mbstd_group=mbstd_group, mbstd_channels=mbstd_channels)
         resolutions = [2 ** i for i in range(int(math.log2(img_resolution)), 2, -1)]
         channels = {r: min(channel_base // r, channel_max) for r in resolutions + [4]}
         self.from_rgb = Conv2dLayer(img_channels, channels[img_resolution], 1)

@@ -6,13 +6,13 @@ configs (stylegan3-t / stylegan3-r) are built from the same keyword arguments.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.checkpoints import Pretrained
 from core.stylegan3.ops import design_lowpass_filter, filtered_lrelu
 
 NOISE_MODES = ("random", "const", "none")
@@ -72,13 +72,17 @@ class FullyConnectedLayer(torch.nn.Module):
 
 
 class MappingNetwork(torch.nn.Module):
-    """Z (+ optional label) -> W, broadcast to num_ws copies, with a tracked W average for truncation."""
+    """Z (+ optional label) -> W, broadcast to num_ws copies, with a tracked W average for truncation.
+
+    `normalize_z=False` (not in the official code, whose default True is kept) skips the unit-RMS normalisation of
+    z: the distilled generator's z coordinates each name a factor, so the overall scale of z carries meaning."""
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2,
-                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998) -> None:
+                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998, normalize_z: bool = True) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers = num_layers
+        self.normalize_z = normalize_z
         self.w_avg_beta = w_avg_beta
         self.embed = FullyConnectedLayer(c_dim, w_dim) if c_dim > 0 else None
         features = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
@@ -94,7 +98,8 @@ class MappingNetwork(torch.nn.Module):
         if truncation_cutoff is None:
             truncation_cutoff = self.num_ws
         x = z.to(torch.float32)
-        x = x * (x.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+        if self.normalize_z:
+            x = x * (x.square().mean(1, keepdim=True) + 1e-8).rsqrt()
         if self.c_dim > 0:
             if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
                 raise ValueError(f"this generator is conditional: c must have shape [batch, {self.c_dim}]")
@@ -308,8 +313,10 @@ class SynthesisNetwork(torch.nn.Module):
         return x.to(torch.float32)
 
 
-class Generator(torch.nn.Module):
+class Generator(torch.nn.Module, Pretrained):
     """Mapping + synthesis, with the official constructor signature: Generator(z_dim, c_dim, w_dim, ...)."""
+
+    kind = "stylegan3"
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs: Any) -> None:
@@ -319,8 +326,6 @@ class Generator(torch.nn.Module):
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.init_kwargs = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
-                                img_channels=img_channels, mapping_kwargs=dict(mapping_kwargs or {}), **synthesis_kwargs)
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
@@ -341,9 +346,3 @@ class Generator(torch.nn.Module):
         """The latent that the official gen_images.py draws for a seed (numpy RandomState), on G's device."""
         z = np.random.RandomState(seed).randn(batch, self.z_dim)
         return torch.from_numpy(z).to(device=self.mapping.w_avg.device, dtype=torch.float32)
-
-    @classmethod
-    def from_pretrained(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> "Generator":
-        """Load a generator from a safetensors checkpoint (with its JSON config), by path or embedded name."""
-        from core.checkpoints import load_module
-        return load_module(cls, path_or_name, kind="stylegan3", device=device)

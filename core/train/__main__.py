@@ -1,4 +1,7 @@
-"""`python -m core.train <model> --config configs/<recipe>.yaml [--resume] [--set key=value ...]`."""
+"""`python -m core.train <model> --config configs/<recipe>.yaml [--resume] [--ship] [--set key=value ...]`.
+
+Nothing is written outside the run folder unless `--ship` is given: then the trained model goes to the config's
+`ship_to` (the shipping recipes name a file in checkpoints/; `--set ship_to=` names none)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +13,7 @@ from core.config import load_config, parse_overrides
 # model -> (module, config class, training function); imported only when chosen
 LOOPS = {
     "analyzer": ("core.train.analyzer", "AnalyzerConfig", "train_analyzer"),
+    "distill": ("core.train.distill", "DistillConfig", "train_distill"),
     "gan": ("core.train.gan", "GanConfig", "train_gan"),
     "vae": ("core.train.vae", "VaeConfig", "train_vae"),
     "nice": ("core.train.nice", "NiceConfig", "train_nice"),
@@ -21,12 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", choices=sorted(LOOPS), help="which training loop")
     p.add_argument("--config", help="YAML config under configs/")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--ship", action="store_true", help="write the trained model to the config's ship_to")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
     module_name, config_name, train_name = LOOPS[args.model]
     module = importlib.import_module(module_name)
     try:
-        cfg = load_config(getattr(module, config_name), args.config, parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
+        if args.ship:
+            overrides["ship"] = True
+        cfg = load_config(getattr(module, config_name), args.config, overrides)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

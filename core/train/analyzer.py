@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,21 +22,21 @@ from tqdm import tqdm
 
 from core.analysis.evaluate import evaluate_analyzer
 from core.analysis.model import FaceAnalyzer
-from core.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
+from core.checkpoints import check_state_dict, load_checkpoint
+from core.config import from_dict
 from core.synthfaces.dataset import SynthFacesDataset
 from core.synthfaces.factors import BINARY_FACTORS, FACTOR_NAMES
-from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+from core.train.rundir import RunConfig, TrainingRun
 
 VAL_FIRST_IDENTITY = 1_000_000
 VAL_SEED = 999  # one held-out set for every run, so reports compare across configs
 
 
 @dataclass
-class AnalyzerConfig:
+class AnalyzerConfig(RunConfig):
     """Schema of configs/analyzer_*.yaml."""
 
     name: str = "analyzer_synthfaces64"
-    runs_dir: str = "runs"
     resolution: int = 64
     train_identities: int = 1500
     per_identity: int = 12
@@ -57,9 +57,6 @@ class AnalyzerConfig:
     weight_landmarks: float = 50.0
     margin_warmup_epochs: float = 2.0
     refresh_every: int = 1
-    seed: int = 0
-    log_every: int = 20
-    ship_to: str = ""
     init_from: str = ""
     train_parts: list[str] = field(default_factory=list)
 
@@ -140,29 +137,19 @@ def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = T
     """Train (or resume) a run; returns the final validation report."""
     torch.manual_seed(cfg.seed)
     model, frozen, base = build_model(cfg)
-    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume)
     head = ArcFaceHead(cfg.embed_dim, cfg.train_identities, cfg.arcface_scale, cfg.arcface_margin)
     params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(cfg.train_identities * cfg.per_identity / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    start_epoch, step = 0, 0
-    latest = run.latest() if resume else None
-    if latest is not None:
-        tensors, meta = latest
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-        load_optimizer_tensors(opt, tensors, meta["optimizer"])
-        start_epoch, step = meta["epoch"] + 1, meta["step"]
-        run.rewind(step)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)), last_epoch=step - 1)
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, cfg.resolution, seed=VAL_SEED,
                             first_identity=VAL_FIRST_IDENTITY)
-    run.set_status("running", step, epochs=cfg.epochs, total_steps=total)
-    data = None
-    report: dict[str, float] = {}
-    try:
+    with TrainingRun(cfg, resume, total_steps=total) as run:
+        run.restore({"model": model, "head": head}, {"opt": opt})
+        start_epoch = run.meta["epoch"] + 1 if "epoch" in run.meta else 0
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)), last_epoch=run.step - 1)
+        data = None
         for epoch in range(start_epoch, cfg.epochs):
             if data is None or epoch % cfg.refresh_every == 0:
                 # Seeded by the epoch of the last refresh, so a resumed run sees the same images.
@@ -178,35 +165,30 @@ def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = T
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
                 batch = {"image": data.images[idx], "identity": data.identity[idx], "factors": data.factors[idx],
                          "landmarks": data.landmarks[idx]}
-                margin_scale = min(1.0, step / max(1, cfg.margin_warmup_epochs * steps_per_epoch))
+                margin_scale = min(1.0, run.step / max(1, cfg.margin_warmup_epochs * steps_per_epoch))
                 out = losses(model, head, batch, cfg, margin_scale)
                 opt.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 opt.step()
                 sched.step()
-                step += 1
-                if step % cfg.log_every == 0:
-                    run.log(step, lr=sched.get_last_lr()[0], **{k: v.item() for k, v in out.items()},
+                run.step += 1
+                if run.step % cfg.log_every == 0:
+                    run.log(run.step, lr=sched.get_last_lr()[0], **{k: v.item() for k, v in out.items()},
                             images_per_s=(i + 1) * cfg.batch_size / (time.time() - t0))
                     bar.set_postfix(loss=f"{out['loss'].item():.3f}")
-            report = evaluate_analyzer(model, val.images, val.identity, val.factors, val.landmarks)
-            run.log(step, epoch=epoch, **{f"val_{k}": v for k, v in report.items()})
-            tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
-                       **{f"head.{k}": v for k, v in head.state_dict().items()}}
-            opt_tensors, opt_meta = optimizer_tensors(opt)
-            run.save(step, {**tensors, **opt_tensors}, {"kind": "analyzer_training", "epoch": epoch,
-                                                        "optimizer": opt_meta, "config": asdict(cfg)})
-            run.set_status("running", step, epochs=cfg.epochs, total_steps=total)
-    except BaseException as e:
-        run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
-        raise
-    if cfg.ship_to:
+            run.report = evaluate_analyzer(model, val.images, val.identity, val.factors, val.landmarks)
+            run.log(run.step, epoch=epoch, **{f"val_{k}": v for k, v in run.report.items()})
+            run.save(run.step, "analyzer_training", {"model": model, "head": head}, {"opt": opt}, epoch=epoch)
         # A fine-tune keeps the recipes it grew from, oldest first.
         history = base.get("history", []) + ([base["trained_with"]] if "trained_with" in base else [])
-        save_checkpoint(cfg.ship_to, model.state_dict(), {
-            "kind": "face_analyzer", "init_kwargs": model.init_kwargs, "metrics": report,
-            "trained_with": asdict(cfg), "history": history,
-            "evaluation": f"{cfg.val_identities} held-out identities x {cfg.val_per_identity} images at "
-                          f"{cfg.resolution} px"})
-    run.set_status("finished", step, metrics=report)
-    return report
+        run.ship(model, history=history, evaluation=f"{cfg.val_identities} held-out identities x "
+                                                     f"{cfg.val_per_identity} images at {cfg.resolution} px")
+    return run.report
+
+
+def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, FaceAnalyzer]:
+    """The trained analyzer of an analyzer-training checkpoint."""
+    cfg = from_dict(AnalyzerConfig, meta["config"])
+    model = FaceAnalyzer(cfg.resolution, cfg.width, cfg.embed_dim, cfg.hidden, cfg.landmark_stride)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    return "analyzer", model.eval()

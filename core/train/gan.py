@@ -17,15 +17,15 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.checkpoints import save_checkpoint
+from core.checkpoints import read_config
+from core.config import from_dict
 from core.imaging import save_grid
 from core.metrics.fd import analyzer_features, factor_match, frechet_distance
 from core.metrics.vp import VarPredNet
@@ -33,18 +33,18 @@ from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator
 from core.stylegan3.ops import upfirdn2d
 from core.synthfaces.render import render_faces
-from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+from core.train.ema import update_ema
+from core.train.rundir import RunConfig, TrainingRun
 
 PRECISIONS = ("no", "bf16")
 EVAL_FIRST_IDENTITY = 3_000_000  # the second real set of the real/real FD baseline uses unseen identities
 
 
 @dataclass
-class GanConfig:
+class GanConfig(RunConfig):
     """Schema of configs/gan_*.yaml."""
 
     name: str = "gan_synthfaces64"
-    runs_dir: str = "runs"
     resolution: int = 64
     train_identities: int = 100_000
     world_seed: int = 0
@@ -72,13 +72,12 @@ class GanConfig:
     blur_fade_images: int = 100_000
     mixed_precision: str = "no"
     log_every: int = 10
+    init_from: str = ""  # a generator checkpoint to start from (e.g. the distilled one), same architecture
     sample_every: int = 200
     checkpoint_every: int = 200
     eval_every: int = 1000
     eval_images: int = 1000
     analyzer: str = "synthfaces_analyzer"
-    seed: int = 0
-    ship_to: str = ""
     vp_weight: float = 0.0  # variation-predictability loss weight (0 = off)
     vp_dims: int = 8  # the first vp_dims latent dimensions carry the constraint
     vp_width: int = 16  # predictor width
@@ -134,15 +133,6 @@ def r1_penalty(D: torch.nn.Module, real: torch.Tensor, sigma: float) -> tuple[to
     return logits, grad.square().sum(dim=[1, 2, 3])
 
 
-def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
-    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; buffers (w_avg, magnitude EMAs) are copied."""
-    with torch.no_grad():
-        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
-        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-            b_ema.copy_(b.detach())
-
-
 def _average_gradients(accelerator: Any, module: torch.nn.Module) -> None:
     if accelerator.num_processes == 1:
         return
@@ -191,32 +181,12 @@ def vp_loss(G: torch.nn.Module, Q: torch.nn.Module, z: torch.Tensor, fake: torch
     return F.cross_entropy(logits.float(), which), (logits.argmax(1) == which).float().mean()
 
 
-def _state(G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer,
-           opt_d: torch.optim.Optimizer, Q: torch.nn.Module | None = None,
-           opt_q: torch.optim.Optimizer | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {f"{prefix}.{k}": v for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema), ("Q", Q))
-               if m is not None for k, v in m.state_dict().items()}
-    meta = {}
-    for prefix, opt in (("g", opt_g), ("d", opt_d), ("q", opt_q)):
-        if opt is None:
-            continue
-        t, m = optimizer_tensors(opt)
-        tensors.update({f"{prefix}_{k}": v for k, v in t.items()})
-        meta[f"{prefix}_optimizer"] = m
-    return tensors, meta
-
-
-def _restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], G: torch.nn.Module, D: torch.nn.Module,
-             G_ema: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-             Q: torch.nn.Module | None = None, opt_q: torch.optim.Optimizer | None = None) -> None:
-    for prefix, m in (("G", G), ("D", D), ("G_ema", G_ema), ("Q", Q)):
-        if m is not None:
-            m.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-    for prefix, opt in (("g", opt_g), ("d", opt_d), ("q", opt_q)):
-        if opt is None:
-            continue
-        own = {k[2:]: v for k, v in tensors.items() if k.startswith(prefix + "_optim.")}
-        load_optimizer_tensors(opt, own, meta[f"{prefix}_optimizer"])
+def build_generator(cfg: GanConfig) -> Generator:
+    """The generator a run starts from: `init_from` (its own architecture, e.g. the distilled one) or a fresh one
+    built from the config."""
+    if cfg.init_from:
+        return Generator.from_pretrained(cfg.init_from).train().requires_grad_(True)
+    return Generator(**cfg.generator_kwargs())
 
 
 def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
@@ -226,7 +196,7 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     device, rank, main = accelerator.device, accelerator.process_index, accelerator.is_main_process
     torch.manual_seed(cfg.seed)
-    G = Generator(**cfg.generator_kwargs()).to(device)
+    G = build_generator(cfg).to(device)
     D = Discriminator(**cfg.discriminator_kwargs()).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
@@ -234,31 +204,22 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
     Q = VarPredNet(cfg.vp_dims, cfg.vp_width).to(device) if cfg.vp_weight > 0 else None
     opt_q = torch.optim.Adam(Q.parameters(), lr=cfg.vp_lr) if Q is not None else None
-    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume) if main else RunDir(
-        Path(cfg.runs_dir) / cfg.name)
+    modules, optimizers = {"G": G, "D": D, "G_ema": G_ema, "Q": Q}, {"g": opt_g, "d": opt_d, "q": opt_q}
+    run = TrainingRun(cfg, resume, total_steps=cfg.steps, main=main)
     accelerator.wait_for_everyone()
-    step = 0
-    latest = run.latest() if resume else None
-    if latest is not None:
-        tensors, meta = latest
-        _restore({k: v.to(device) for k, v in tensors.items()}, meta, G, D, G_ema, opt_g, opt_d, Q, opt_q)
-        step = meta["step"]
-        if main:
-            run.rewind(step)
+    run.restore(modules, optimizers)
     evaluator = Evaluator(cfg, device) if main and cfg.eval_images > 0 else None
     fixed_z = G.z_from_seed(cfg.seed, 32)
     world_batch = cfg.batch_size * accelerator.num_processes
-    report: dict[str, float] = {}
-    if main:
-        run.set_status("running", step, total_steps=cfg.steps)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), desc="gan")
-    t0, t0_step = time.time(), step
-    try:
-        while step < cfg.steps:
+    with run:
+        bar = tqdm(total=cfg.steps, initial=run.step, disable=not (progress and main), desc="gan")
+        t0, t0_step = time.time(), run.step
+        while run.step < cfg.steps:
+            step = run.step
             gen = step_generator(cfg, step, rank)
             real = real_images(cfg, cfg.batch_size, gen).to(device) * 2 - 1
-            z_d = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device)
-            z_g = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen).to(device)
+            z_d = torch.randn(cfg.batch_size, G.z_dim, generator=gen).to(device)
+            z_g = torch.randn(cfg.batch_size, G.z_dim, generator=gen).to(device)
             seen = step * world_batch
             sigma = cfg.blur_init_sigma * max(0.0, 1 - seen / cfg.blur_fade_images) if cfg.blur_fade_images else 0.0
 
@@ -299,7 +260,7 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
             _average_gradients(accelerator, G)
             opt_g.step()
 
-            step += 1
+            run.step = step = step + 1
             seen = step * world_batch
             ema_images = min(cfg.ema_images, seen * cfg.ema_rampup) if cfg.ema_rampup else cfg.ema_images
             update_ema(G_ema, G, 0.5 ** (world_batch / max(ema_images, 1e-8)))
@@ -321,27 +282,25 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
                 with torch.no_grad():
                     save_grid(_to_unit(G_ema(fixed_z, noise_mode="const")).cpu(), run.samples / f"{step:08d}.png", 8)
             if evaluator is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                report = evaluator(G_ema)
-                run.log(step, **report)
+                run.report = evaluator(G_ema)
+                run.log(step, **run.report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                tensors, meta = _state(G, D, G_ema, opt_g, opt_d, Q, opt_q)
-                run.save(step, tensors, {"kind": "gan_training", **meta, "config": asdict(cfg)})
-                run.set_status("running", step, total_steps=cfg.steps)
-    except BaseException as e:
-        if main:
-            run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
-        raise
-    finally:
+                run.save(step, "gan_training", modules, optimizers)
         bar.close()
-    accelerator.wait_for_everyone()
-    if main:
-        if evaluator is not None and not report:  # resumed at its last step: nothing trained, still report
-            report = evaluator(G_ema)
-        if cfg.ship_to:
-            save_checkpoint(cfg.ship_to, {k: v.cpu() for k, v in G_ema.state_dict().items()}, {
-                "kind": "stylegan3", "init_kwargs": G_ema.init_kwargs, "metrics": report,
-                "trained_with": asdict(cfg), "images_seen": step * world_batch,
-                "evaluation": f"analyzer FD over {cfg.eval_images} generated vs {cfg.eval_images} real images "
-                              f"(SynthFaces-analyzer features, not Inception FID)"})
-        run.set_status("finished", step, metrics=report)
-    return report
+        accelerator.wait_for_everyone()
+        if evaluator is not None and not run.report:  # resumed at its last step: nothing trained, still report
+            run.report = evaluator(G_ema)
+        run.ship(G_ema, images_seen=run.step * world_batch,
+                 evaluation=f"analyzer FD over {cfg.eval_images} generated vs {cfg.eval_images} real images "
+                            f"(SynthFaces-analyzer features, not Inception FID)")
+    return run.report
+
+
+def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, Generator]:
+    """The deployable generator (the EMA copy) of a GAN checkpoint."""
+    cfg = from_dict(GanConfig, meta["config"])
+    ema = {k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")}
+    kwargs = read_config(cfg.init_from)[1]["init_kwargs"] if cfg.init_from else cfg.generator_kwargs()
+    G = Generator(**kwargs)
+    G.load_state_dict(ema)
+    return "generator", G.eval()

@@ -16,30 +16,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.checkpoints import save_checkpoint
+from core.config import from_dict
 from core.imaging import save_grid
 from core.losses import (CodeDiscriminator, confusion_loss, contrastive_loss, discriminator_loss, identity_loss,
                          landmark_loss)
+from core.analysis.model import Analysis
 from core.nice import NICE
 from core.synthfaces.factors import ATTRIBUTE_FACTORS, FACTOR_NAMES
-from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+from core.train.rundir import RunConfig, TrainingRun
 
 ATTRIBUTE_INDEX = torch.tensor([FACTOR_NAMES.index(n) for n in ATTRIBUTE_FACTORS])
 
 
 @dataclass
-class NiceConfig:
+class NiceConfig(RunConfig):
     """Schema of configs/nice_*.yaml."""
 
     name: str = "nice_synthfaces"
-    runs_dir: str = "runs"
     generator: str = "synthfaces_stylegan3"
     analyzer: str = "synthfaces"
     truncation_psi: float = 0.8
@@ -60,8 +60,6 @@ class NiceConfig:
     log_every: int = 10
     sample_every: int = 200
     checkpoint_every: int = 200
-    seed: int = 0
-    ship_to: str = ""
     nice: str = ""  # train-discriminators: the NICE checkpoint to probe ('' = raw W split at id_dim)
     disc_steps: int = 500  # train-discriminators: steps
 
@@ -89,6 +87,16 @@ class Frozen:
         return img, self.analyzer(img.clamp(0, 1))
 
 
+def attribute_reading(read: Analysis, size: int) -> torch.Tensor:
+    """What the attribute code must carry: the SynthFaces attribute factors, or, for an analyzer that reads no
+    factors (insightface on real faces), the landmarks as fractions of the image (expression and pose)."""
+    if read.factors is not None:
+        return read.factors[:, ATTRIBUTE_INDEX.to(read.factors.device)]
+    if read.landmarks is None:
+        raise ValueError("the analyzer reads neither factors nor landmarks, so there is no attribute target")
+    return (read.landmarks / size).flatten(1)
+
+
 def disentanglement_losses(cfg: NiceConfig, nice: NICE, world: Frozen, w_a: torch.Tensor, w_b: torch.Tensor,
                            disc_attr: CodeDiscriminator, disc_id: CodeDiscriminator) -> dict[str, torch.Tensor]:
     """Every weighted loss of one step for NICE, and the two discriminators' own losses (on detached codes)."""
@@ -98,14 +106,15 @@ def disentanglement_losses(cfg: NiceConfig, nice: NICE, world: Frozen, w_a: torc
     id_a, attr_a = nice(w_a)
     id_b, attr_b = nice(w_b)
     img_mix, read_mix = world.read(nice.inverse(id_a, attr_b))
+    size = img_mix.shape[-1]
     out = {
         "loss_identity": identity_loss(read_mix.embedding, read_a.embedding),
-        "loss_attributes": F.mse_loss(read_mix.factors[:, ATTRIBUTE_INDEX], read_b.factors[:, ATTRIBUTE_INDEX]),
+        "loss_attributes": F.mse_loss(attribute_reading(read_mix, size), attribute_reading(read_b, size)),
         "loss_landmarks": landmark_loss(read_mix.landmarks, read_b.landmarks, img_mix.shape[-1]),
         "loss_contrastive": contrastive_loss(torch.cat([id_a, id_b]), torch.cat([read_a.embedding, read_b.embedding])),
     }
     ids, attrs = torch.cat([id_a, id_b]), torch.cat([attr_a, attr_b])
-    att_target = torch.cat([read_a.factors, read_b.factors])[:, ATTRIBUTE_INDEX]
+    att_target = torch.cat([attribute_reading(read_a, size), attribute_reading(read_b, size)])
     emb_target = torch.cat([read_a.embedding, read_b.embedding])
     out["loss_adversarial"] = confusion_loss(disc_attr(ids), att_target) + confusion_loss(disc_id(attrs), emb_target)
     out["loss"] = (cfg.weight_identity * out["loss_identity"] + cfg.weight_attributes * out["loss_attributes"]
@@ -119,8 +128,10 @@ def disentanglement_losses(cfg: NiceConfig, nice: NICE, world: Frozen, w_a: torc
 def _models(cfg: NiceConfig, world: Frozen) -> tuple[NICE, CodeDiscriminator, CodeDiscriminator]:
     dim = world.G.w_dim
     nice = NICE(dim, cfg.id_dim, cfg.layers, cfg.hidden, cfg.depth)
-    emb_dim = world.analyzer(torch.zeros(1, 3, 64, 64)).embedding.shape[1]
-    disc_attr = CodeDiscriminator(cfg.id_dim, len(ATTRIBUTE_FACTORS), cfg.disc_hidden)
+    with torch.no_grad():
+        probe = world.read(world.sample_w(2, torch.Generator().manual_seed(0)))[1]
+    emb_dim, att_dim = probe.embedding.shape[1], attribute_reading(probe, world.G.img_resolution).shape[1]
+    disc_attr = CodeDiscriminator(cfg.id_dim, att_dim, cfg.disc_hidden)
     disc_id = CodeDiscriminator(dim - cfg.id_dim, emb_dim, cfg.disc_hidden, unit_output=True)
     return nice, disc_attr, disc_id
 
@@ -132,26 +143,14 @@ def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> 
     nice, disc_attr, disc_id = _models(cfg, world)
     opt = torch.optim.Adam(nice.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
-    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume)
-    step = 0
-    latest = run.latest() if resume else None
-    if latest is not None:
-        tensors, meta = latest
-        for prefix, m in (("nice.", nice), ("disc_attr.", disc_attr), ("disc_id.", disc_id)):
-            m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        load_optimizer_tensors(opt, {k[2:]: v for k, v in tensors.items() if k.startswith("n_optim.")}, meta["opt"])
-        load_optimizer_tensors(opt_d, {k[2:]: v for k, v in tensors.items() if k.startswith("d_optim.")},
-                               meta["opt_d"])
-        step = meta["step"]
-        run.rewind(step)
+    modules, optimizers = {"nice": nice, "disc_attr": disc_attr, "disc_id": disc_id}, {"n": opt, "d": opt_d}
     fixed = world.sample_w(8, torch.Generator().manual_seed(cfg.seed + 777))
-    run.set_status("running", step, total_steps=cfg.steps)
-    out: dict[str, torch.Tensor] = {}
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
-    t0, t0_step = time.time(), step
-    try:
-        while step < cfg.steps:
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
+        run.restore(modules, optimizers)
+        bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=cfg.name)
+        t0, t0_step = time.time(), run.step
+        while run.step < cfg.steps:
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
             w_a, w_b = world.sample_w(cfg.batch_size, gen), world.sample_w(cfg.batch_size, gen)
             out = disentanglement_losses(cfg, nice, world, w_a, w_b, disc_attr, disc_id)
             opt.zero_grad(set_to_none=True)
@@ -161,37 +160,30 @@ def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> 
                 inputs=[*disc_attr.parameters(), *disc_id.parameters()])
             opt.step()
             opt_d.step()
-            step += 1
+            run.step = step = run.step + 1
+            run.report = {k: float(v.item()) for k, v in out.items()}
             bar.update(1)
             if step % cfg.log_every == 0:
-                run.log(step, **{k: v.item() for k, v in out.items()},
-                        steps_per_s=(step - t0_step) / (time.time() - t0))
+                run.log(step, **run.report, steps_per_s=(step - t0_step) / (time.time() - t0))
             if step % cfg.sample_every == 0 or step == cfg.steps:
                 with torch.no_grad():  # rows: identity donors, attribute donors, mixes (A's identity, B's rest)
                     a, b = fixed[:4], fixed[4:]
                     grid = torch.cat([world.render(a), world.render(b), world.render(nice.mix(a, b))]).clamp(0, 1)
                 save_grid(grid.cpu(), run.samples / f"{step:08d}.png", 4)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                tensors = {f"{p}{k}": v for p, m in (("nice.", nice), ("disc_attr.", disc_attr),
-                                                       ("disc_id.", disc_id)) for k, v in m.state_dict().items()}
-                t_n, m_n = optimizer_tensors(opt)
-                t_d, m_d = optimizer_tensors(opt_d)
-                tensors.update({f"n_{k}": v for k, v in t_n.items()})
-                tensors.update({f"d_{k}": v for k, v in t_d.items()})
-                run.save(step, tensors, {"kind": "nice_training", "opt": m_n, "opt_d": m_d, "config": asdict(cfg)})
-                run.set_status("running", step, total_steps=cfg.steps)
-    except BaseException as e:
-        run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
-        raise
-    finally:
+                run.save(step, "nice_training", modules, optimizers)
         bar.close()
-    report = {k: float(v.item()) for k, v in out.items()}
-    if cfg.ship_to:
-        save_checkpoint(cfg.ship_to, nice.state_dict(), {"kind": "nice", "init_kwargs": nice.init_kwargs,
-                                                         "generator": cfg.generator, "trained_with": asdict(cfg),
-                                                         "last_losses": report})
-    run.set_status("finished", step, metrics=report)
-    return report
+        run.ship(nice, generator=cfg.generator)
+    return run.report
+
+
+def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, NICE]:
+    """The trained NICE of a NICE-training checkpoint."""
+    cfg = from_dict(NiceConfig, meta["config"])
+    state = {k[5:]: v for k, v in tensors.items() if k.startswith("nice.")}
+    nice = NICE(int(state["log_scale"].numel()), cfg.id_dim, cfg.layers, cfg.hidden, cfg.depth)
+    nice.load_state_dict(state)
+    return "nice", nice.eval()
 
 
 def probe_leakage(cfg: NiceConfig, progress: bool = True) -> dict[str, float]:
@@ -208,7 +200,7 @@ def probe_leakage(cfg: NiceConfig, progress: bool = True) -> dict[str, float]:
         with torch.no_grad():
             _, read = world.read(w)
             ids, attrs = nice(w) if nice is not None else (w[:, :cfg.id_dim], w[:, cfg.id_dim:])
-        return ids, attrs, read.factors[:, ATTRIBUTE_INDEX], read.embedding
+        return ids, attrs, attribute_reading(read, world.G.img_resolution), read.embedding
 
     test = batch(10 ** 9 + cfg.seed, 256)
     for step in tqdm(range(cfg.disc_steps), disable=not progress, desc="discriminators"):
@@ -230,10 +222,14 @@ def _cli(argv: list[str] | None, probe: bool) -> int:
     p = argparse.ArgumentParser(prog=name, description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML config under configs/")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--ship", action="store_true", help="write the trained NICE to the config's ship_to")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     try:
-        cfg = load_config(NiceConfig, args.config, parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
+        if args.ship:
+            overrides["ship"] = True
+        cfg = load_config(NiceConfig, args.config, overrides)
         report = probe_leakage(cfg) if probe else train_nice(cfg, resume=args.resume)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

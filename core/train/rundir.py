@@ -6,6 +6,9 @@ runs/<name>/
   samples/<step>.png          sample grids
   checkpoints/<step>.safetensors (+ .json)   written atomically; the newest one is what --resume continues from
   status.json                 {"state": running | finished | failed, "step", "updated", ...}
+
+`TrainingRun` is the lifecycle every loop shares (create or reopen, restore, log, save, finish or fail), and
+`RunConfig` the fields every training config shares.
 """
 from __future__ import annotations
 
@@ -16,12 +19,13 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 import yaml
 
 from core.checkpoints import load_checkpoint, save_checkpoint
+from core.files import atomic_write_text
 
 STATES = ("running", "finished", "failed")
 
@@ -43,18 +47,21 @@ class RunDir:
         run.samples.mkdir(parents=True, exist_ok=True)
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-        (run.path / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        atomic_write_text(run.path / "config.yaml", yaml.safe_dump(data, sort_keys=False))
         return run
 
     def log(self, step: int, **scalars: float) -> None:
-        """Append one metrics line; NaN or infinite values are refused (they mean the run has diverged)."""
+        """Append one metrics line in a single write, so a killed run leaves whole lines (a kill inside the write
+        leaves at most a half line, which `rewind` drops); NaN or infinite values are refused (divergence)."""
         bad = [k for k, v in scalars.items() if not math.isfinite(float(v))]
         if bad:
             raise FloatingPointError(f"non-finite metrics at step {step}: {', '.join(bad)}")
         record = {"step": int(step), "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+        finally:
+            os.close(fd)
 
     def rewind(self, step: int) -> None:
         """Drop metric lines logged after `step` (by a run killed after its last checkpoint), atomically."""
@@ -68,18 +75,15 @@ class RunDir:
                     kept.append(line)
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a half-written last line from the killed process
-        tmp = self.path / ".metrics.jsonl.tmp"
-        tmp.write_text("".join(x + "\n" for x in kept))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(x + "\n" for x in kept))
 
     def set_status(self, state: str, step: int, **extra: Any) -> None:
         """Atomically replace status.json."""
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}")
-        tmp = self.path / ".status.json.tmp"
-        tmp.write_text(json.dumps({"state": state, "step": int(step), "updated": time.time(), "pid": os.getpid(),
-                                   "host": socket.gethostname(), **extra}))
-        os.replace(tmp, self.path / "status.json")
+        atomic_write_text(self.path / "status.json", json.dumps({
+            "state": state, "step": int(step), "updated": time.time(), "pid": os.getpid(),
+            "host": socket.gethostname(), **extra}))
 
     def save(self, step: int, tensors: dict[str, torch.Tensor], config: dict[str, Any], keep: int = 3) -> Path:
         """Write checkpoints/<step>.safetensors atomically and keep only the newest `keep`."""
@@ -124,3 +128,122 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     for idx, entries in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(entries)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def pack_state(modules: Mapping[str, Optional[torch.nn.Module]],
+               optimizers: Mapping[str, Optional[torch.optim.Optimizer]]) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of named modules (`<name>.<key>`) and optimizers (`<name>_optim.<idx>.<key>`, with
+    their hyper-parameters under `<name>_optimizer`); None entries are skipped."""
+    tensors = {f"{name}.{k}": v for name, m in modules.items() if m is not None for k, v in m.state_dict().items()}
+    meta: dict[str, Any] = {}
+    for name, opt in optimizers.items():
+        if opt is None:
+            continue
+        t, m = optimizer_tensors(opt)
+        tensors.update({f"{name}_{k}": v for k, v in t.items()})
+        meta[f"{name}_optimizer"] = m
+    return tensors, meta
+
+
+def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                 modules: Mapping[str, Optional[torch.nn.Module]],
+                 optimizers: Mapping[str, Optional[torch.optim.Optimizer]]) -> None:
+    """Inverse of `pack_state`: load every named module and optimizer in place."""
+    for name, m in modules.items():
+        if m is not None:
+            m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+    for name, opt in optimizers.items():
+        if opt is not None:
+            own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "_optim.")}
+            load_optimizer_tensors(opt, own, meta[f"{name}_optimizer"])
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Fields every training config shares; each loop's schema extends it."""
+
+    name: str = "run"
+    runs_dir: str = "runs"
+    seed: int = 0
+    log_every: int = 20
+    ship: bool = False  # at the end, write the trained model to `ship_to` (the CLI's --ship); off by default
+    ship_to: str = ""   # where a shipping run writes (recipes name checkpoints/...); empty: nowhere
+
+
+class TrainingRun:
+    """The lifecycle every training loop shares, as a context manager on its run directory.
+
+        with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
+            step = run.restore({"G": G}, {"g": opt_g})      # 0, or the newest checkpoint's step
+            ...  run.log(step, loss=...); run.save(step, "x_training", {"G": G}, {"g": opt_g})
+            run.report = {...}                              # ends up in status.json when the run finishes
+
+    Opening creates the folder and writes the resolved config (refusing to overwrite a run unless resuming); a
+    resume restores the newest complete checkpoint and drops metric lines logged after it (all of them when the
+    run was killed before its first checkpoint), so the log continues exactly. Leaving the block marks the run
+    finished, or failed with the error that ended it. Only the main process writes (`main=False` elsewhere).
+    """
+
+    def __init__(self, cfg: RunConfig, resume: bool = False, total_steps: Optional[int] = None,
+                 main: bool = True) -> None:
+        path = Path(cfg.runs_dir) / cfg.name
+        self.cfg, self.main = cfg, main
+        self.dir = RunDir.create(path, cfg, resume=resume) if main else RunDir(path)
+        self.latest = self.dir.latest() if resume else None
+        self.meta: dict[str, Any] = self.latest[1] if self.latest else {}
+        self.step = int(self.meta.get("step", 0))
+        if resume and main:
+            self.dir.rewind(self.step)
+        self.total_steps = total_steps
+        self.report: dict[str, float] = {}
+
+    @property
+    def samples(self) -> Path:
+        return self.dir.samples
+
+    def restore(self, modules: Mapping[str, Optional[torch.nn.Module]],
+                optimizers: Mapping[str, Optional[torch.optim.Optimizer]] = {}) -> int:
+        """Load the newest checkpoint into the named modules and optimizers, if resuming; returns its step."""
+        if self.latest is not None:
+            device = next((p.device for m in modules.values() if m is not None for p in m.parameters()), None)
+            tensors = {k: v.to(device) for k, v in self.latest[0].items()} if device is not None else self.latest[0]
+            unpack_state(tensors, self.meta, modules, optimizers)
+        return self.step
+
+    def status(self, step: int) -> None:
+        if self.main:
+            self.step = step
+            self.dir.set_status("running", step, total_steps=self.total_steps)
+
+    def log(self, step: int, **scalars: float) -> None:
+        if self.main:
+            self.dir.log(step, **scalars)
+
+    def save(self, step: int, kind: str, modules: Mapping[str, Optional[torch.nn.Module]],
+             optimizers: Mapping[str, Optional[torch.optim.Optimizer]] = {}, **meta: Any) -> None:
+        """Checkpoint the named modules and optimizers (plus JSON metadata) and mark the run running at `step`."""
+        if not self.main:
+            return
+        tensors, opt_meta = pack_state(modules, optimizers)
+        self.dir.save(step, tensors, {"kind": kind, **opt_meta, **meta, "config": dataclasses.asdict(self.cfg)})
+        self.status(step)
+
+    def ship(self, model: Any, dtype: Optional[torch.dtype] = None, **notes: Any) -> Optional[Path]:
+        """Write the trained model (a `Pretrained`) to `ship_to` when the run was asked to ship; the config records
+        the report, the training config and the step. Returns the path written, or None."""
+        if not (self.main and self.cfg.ship and self.cfg.ship_to):
+            return None
+        return model.save_pretrained(self.cfg.ship_to, dtype=dtype, **{
+            "metrics": self.report, "step": self.step, "trained_with": dataclasses.asdict(self.cfg), **notes})
+
+    def __enter__(self) -> "TrainingRun":
+        self.status(self.step)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        if not self.main:
+            return
+        if exc is not None:
+            self.dir.set_status("failed", self.step, error=f"{type(exc).__name__}: {exc}")
+        else:
+            self.dir.set_status("finished", self.step, metrics=self.report, total_steps=self.total_steps)

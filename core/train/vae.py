@@ -10,31 +10,31 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from core.checkpoints import save_checkpoint
+from core.config import from_dict
 from core.imaging import save_grid
 from core.metrics.ssim import ssim
 from core.synthfaces.dataset import SynthFacesDataset
-from core.train.rundir import RunDir, load_optimizer_tensors, optimizer_tensors
+from core.train.rundir import RunConfig, TrainingRun
 from core.vae import SIDE, VAE, vae_loss
 
 VAL_FIRST_IDENTITY = 2_000_000
 
 
 @dataclass
-class VaeConfig:
+class VaeConfig(RunConfig):
     """Schema of configs/vae_*.yaml."""
 
     name: str = "vae_synthfaces45"
-    runs_dir: str = "runs"
     architecture: str = "mlp"
     dim_z: int = 100
     width: int = 32
+    variational: bool = True  # False: the notebook's plain autoencoder baseline (train it with beta 0)
     beta: float = 1.0
     betas: str = ""  # e.g. "0.5,1,4,8": train one run per beta (named <name>_beta<value>)
     train_identities: int = 2000
@@ -44,9 +44,6 @@ class VaeConfig:
     batch_size: int = 128
     epochs: int = 20
     lr: float = 0.001
-    seed: int = 0
-    log_every: int = 20
-    ship_to: str = ""
     ship_half: bool = True  # store shipped weights as float16 (the MLP is 21M parameters)
 
 
@@ -79,26 +76,17 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
             report = {**report, **{f"beta{tag}/{k}": v for k, v in train_vae(one, resume, progress).items()}}
         return report
     torch.manual_seed(cfg.seed)
-    run = RunDir.create(Path(cfg.runs_dir) / cfg.name, cfg, resume=resume)
-    model = VAE(cfg.dim_z, cfg.architecture, cfg.width)
+    model = VAE(cfg.dim_z, cfg.architecture, cfg.width, cfg.variational)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train = SynthFacesDataset(cfg.train_identities, cfg.per_identity, SIDE, seed=cfg.seed)
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, SIDE, seed=cfg.seed + 999,
                             first_identity=VAL_FIRST_IDENTITY)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    start_epoch, step = 0, 0
-    latest = run.latest() if resume else None
-    if latest is not None:
-        tensors, meta = latest
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        load_optimizer_tensors(opt, tensors, meta["optimizer"])
-        start_epoch, step = meta["epoch"] + 1, meta["step"]
-        run.rewind(step)
     fixed = val.images[:16]
     noise = torch.randn(16, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed))
-    run.set_status("running", step, epochs=cfg.epochs)
-    report: dict[str, float] = {}
-    try:
+    with TrainingRun(cfg, resume, total_steps=steps_per_epoch * cfg.epochs) as run:
+        run.restore({"model": model}, {"opt": opt})
+        start_epoch = run.meta["epoch"] + 1 if "epoch" in run.meta else 0
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -112,27 +100,25 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                step += 1
-                if step % cfg.log_every == 0:
-                    run.log(step, loss=loss.item(), bce=bce.item(), kl=kl.item(),
+                run.step += 1
+                if run.step % cfg.log_every == 0:
+                    run.log(run.step, loss=loss.item(), bce=bce.item(), kl=kl.item(),
                             images_per_s=(i + 1) * cfg.batch_size / (time.time() - t0))
                     bar.set_postfix(loss=f"{loss.item():.1f}")
-            report = evaluate(model, val.images, cfg.beta)
-            run.log(step, epoch=epoch, **report)
+            run.report = evaluate(model, val.images, cfg.beta)
+            run.log(run.step, epoch=epoch, **run.report)
             with torch.no_grad():
                 grid = torch.cat([fixed, model(fixed, sample=False).recon, model.decode(noise)])
-            save_grid(grid, run.samples / f"{step:08d}.png", 16)
-            opt_tensors, opt_meta = optimizer_tensors(opt)
-            run.save(step, {**{f"model.{k}": v for k, v in model.state_dict().items()}, **opt_tensors},
-                     {"kind": "vae_training", "epoch": epoch, "optimizer": opt_meta, "config": asdict(cfg)})
-            run.set_status("running", step, epochs=cfg.epochs)
-    except BaseException as e:
-        run.set_status("failed", step, error=f"{type(e).__name__}: {e}")
-        raise
-    if cfg.ship_to:
-        state = {k: (v.half() if cfg.ship_half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-        save_checkpoint(cfg.ship_to, state, {
-            "kind": "vae", "init_kwargs": model.init_kwargs, "metrics": report, "trained_with": asdict(cfg),
-            "evaluation": f"{cfg.val_identities} held-out identities x {cfg.val_per_identity} images at {SIDE} px"})
-    run.set_status("finished", step, metrics=report)
-    return report
+            save_grid(grid, run.samples / f"{run.step:08d}.png", 16)
+            run.save(run.step, "vae_training", {"model": model}, {"opt": opt}, epoch=epoch)
+        run.ship(model, dtype=torch.float16 if cfg.ship_half else None,
+                 evaluation=f"{cfg.val_identities} held-out identities x {cfg.val_per_identity} images at {SIDE} px")
+    return run.report
+
+
+def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, VAE]:
+    """The trained VAE of a VAE-training checkpoint."""
+    cfg = from_dict(VaeConfig, meta["config"])
+    model = VAE(cfg.dim_z, cfg.architecture, cfg.width, cfg.variational)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    return "vae", model.eval()

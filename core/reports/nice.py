@@ -1,7 +1,7 @@
 """Raw W against NICE codes on one generator: identity similarity of mixes, DCI against the factors the analyzer
 reads, leakage between the codes, and PCA plots of the identity and attribute codes.
 
-    python -m core.nice_report [--config configs/nice_synthfaces.yaml] [--nice synthfaces_nice] [--out docs/nice]
+    python -m core.reports.nice [--config configs/nice_synthfaces.yaml] [--nice synthfaces_nice] [--out docs/nice]
 
 The raw-W baseline splits W at the same place (first id_dim coordinates = 'identity'). Writes report.json,
 report.md (the table) and pca.html (plotly) into --out.

@@ -1,10 +1,10 @@
 """Does variation predictability agree with DCI disentanglement? The paper's main claim, checked on our models.
 
-    python -m core.vp_evidence [--preset fast] [--out docs/vp]
+    python -m core.reports.vp_vs_dci [--preset fast] [--out docs/vp]
 
 Spaces: the beta-VAE family (same architecture, beta 0.5 to 8; DCI of the encoder means against the SynthFaces
 ground-truth factors of rendered faces) and the embedded generator's W and NICE codes (DCI against the factors the
-analyzer reads on generated faces, as in core.nice_report). VP scores come from `vp_score` on each decoder.
+analyzer reads on generated faces, as in core.reports.nice). VP scores come from `vp_score` on each decoder.
 Writes vp_vs_dci.json and vp_vs_dci.svg; prints the table and Spearman rank correlations.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import scipy.stats
 import torch
 
 from core.metrics.dci import dci
-from core.metrics.vp import named_sampler, vp_score
+from core.metrics.vp import latent_space, vp_score
 
 FAMILY = ("synthfaces_vae_family_beta0p5", "synthfaces_vae_family_beta1", "synthfaces_vae_family_beta4",
           "synthfaces_vae_family_beta8")
@@ -31,7 +31,7 @@ def vae_dci(name: str, count: int = 2000, seed: int = 9) -> float:
     """DCI disentanglement of a VAE's encoder means against the ground-truth factors of rendered faces."""
     from core.synthfaces import render_faces
     from core.vae import VAE, prepare_images
-    from core.vae_workflow import latent_means
+    from core.vae import latent_means
     model = VAE.from_pretrained(name)
     faces = render_faces(torch.arange(2_000_000, 2_000_000 + count), seed=seed)
     codes = latent_means(model, prepare_images(faces.images))
@@ -42,16 +42,16 @@ def collect(preset: str = "fast", nice_report_path: str | Path = "docs/nice/repo
     """One row per space: name, group, latent dims, VP score and spread, DCI disentanglement."""
     rows = []
     for name in FAMILY:
-        sample_fn, dim, rng = named_sampler(f"vae:{name}")
-        vp = vp_score(sample_fn, dim, preset, rng)
-        rows.append(dict(space=name.replace("synthfaces_vae_family_", "VAE "), group="beta-VAE family", dims=dim,
+        space = latent_space(f"vae:{name}")
+        vp = vp_score(space.sample_fn, space.dim, preset, space.latent_range)
+        rows.append(dict(space=name.replace("synthfaces_vae_family_", "VAE "), group="beta-VAE family", dims=space.dim,
                          vp=vp.score, vp_spread=vp.spread, dci_d=vae_dci(name)))
     report = json.loads(Path(nice_report_path).read_text())
-    for space, sampler in (("W", "generator-w"), ("NICE", "generator-nice")):
-        sample_fn, dim, rng = named_sampler(sampler)
-        vp = vp_score(sample_fn, dim, preset, rng)
-        rows.append(dict(space=space, group="generator", dims=dim, vp=vp.score, vp_spread=vp.spread,
-                         dci_d=report["spaces"][space]["dci_disentanglement"]))
+    for label, name in (("W", "generator-w"), ("NICE", "generator-nice")):
+        space = latent_space(name)
+        vp = vp_score(space.sample_fn, space.dim, preset, space.latent_range)
+        rows.append(dict(space=label, group="generator", dims=space.dim, vp=vp.score, vp_spread=vp.spread,
+                         dci_d=report["spaces"][label]["dci_disentanglement"]))
     return rows
 
 
@@ -98,7 +98,7 @@ def svg_scatter(rows: list[dict[str, Any]], title: str, width: int = 560, height
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="fast")
-    p.add_argument("--nice-report", default="docs/nice/report.json", help="written by python -m core.nice_report")
+    p.add_argument("--nice-report", default="docs/nice/report.json", help="written by python -m core.reports.nice")
     p.add_argument("--out", default="docs/vp")
     args = p.parse_args(argv)
     try:

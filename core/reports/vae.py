@@ -2,7 +2,7 @@
 latent interpolation, PCA / t-SNE of latent means coloured by attributes, and attribute editing by latent
 arithmetic (mean code with the attribute minus mean code without), with its success measured by the analyzer.
 
-    python -m core.vae_workflow --checkpoint synthfaces_vae --out docs/vae     # grids, plots and report.json
+    python -m core.reports.vae --checkpoint synthfaces_vae --out docs/vae     # grids, plots and report.json
 """
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import torch
 from core.imaging import save_grid
 from core.metrics.ssim import ssim, ssim_map
 from core.synthfaces.factors import factor_index
-from core.vae import VAE
-
-EDIT_ATTRIBUTES = ("smile", "sunglasses", "eyeglasses")
+from core.vae import (EDIT_ATTRIBUTES, VAE, attribute_direction, edit, has_attribute, interpolate, latent_means,
+                      random_faces)
 
 
 @torch.no_grad()
@@ -31,28 +30,6 @@ def reconstructions(model: VAE, images: torch.Tensor) -> tuple[torch.Tensor, tor
     error = 1 - torch.nn.functional.pad(ssim_map(recon, images), [5, 5, 5, 5], value=1.0).clamp(0, 1)
     heat = torch.stack([error, torch.zeros_like(error), torch.zeros_like(error)], dim=1)
     return torch.cat([images, recon, heat]), ssim(recon, images)
-
-
-@torch.no_grad()
-def random_faces(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
-    """Decode codes drawn from N(0, I)."""
-    model.eval()
-    z = torch.randn(count, model.dim_z, generator=torch.Generator().manual_seed(seed))
-    return model.decode(z)
-
-
-@torch.no_grad()
-def latent_means(model: VAE, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model.encode(images[i:i + batch])[0] for i in range(0, len(images), batch)])
-
-
-@torch.no_grad()
-def interpolate(model: VAE, a: torch.Tensor, b: torch.Tensor, steps: int = 8) -> torch.Tensor:
-    """Decoded straight line between the latent means of images a and b ([steps, 3, 45, 45])."""
-    mu = latent_means(model, torch.stack([a, b]))
-    t = torch.linspace(0, 1, steps).unsqueeze(1)
-    return model.decode(mu[0:1].lerp(mu[1:2], t))
 
 
 def pca_2d(codes: torch.Tensor) -> np.ndarray:
@@ -81,25 +58,6 @@ def scatter(points: np.ndarray, factors: torch.Tensor, title: str, colour_by: tu
                for i, name in enumerate(colour_by)]
     fig.update_layout(title=title, updatemenus=[dict(buttons=buttons, x=1.0, y=1.15)], height=520)
     return fig
-
-
-def has_attribute(factors: torch.Tensor, name: str) -> torch.Tensor:
-    """Boolean mask: the ground-truth attribute is present (binary factors) or high (> 0.5, continuous)."""
-    return factors[:, factor_index(name)] > 0.5
-
-
-def attribute_direction(codes: torch.Tensor, factors: torch.Tensor, name: str) -> torch.Tensor:
-    """Mean code of images with the attribute minus mean code of those without (the notebook's arithmetic)."""
-    mask = has_attribute(factors, name)
-    if mask.all() or not mask.any():
-        raise ValueError(f"need images both with and without {name!r} to find its direction")
-    return codes[mask].mean(0) - codes[~mask].mean(0)
-
-
-@torch.no_grad()
-def edit(model: VAE, images: torch.Tensor, direction: torch.Tensor, strength: float) -> torch.Tensor:
-    """Decode (latent mean + strength * direction)."""
-    return model.decode(latent_means(model, images) + strength * direction)
 
 
 @dataclass
@@ -162,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.analysis import load_analyzer
     from core.synthfaces.dataset import SynthFacesDataset
     from core.train.vae import VAL_FIRST_IDENTITY
-    p = argparse.ArgumentParser(prog="python -m core.vae_workflow", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m core.reports.vae", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="synthfaces_vae")
     p.add_argument("--out", default="docs/vae")
     p.add_argument("--identities", type=int, default=300)
