@@ -1,0 +1,71 @@
+"""The distilled generator's latent: a fixed, documented map from z ~ N(0, I) to SynthFaces factors.
+
+Each z coordinate drives exactly one factor, so every coordinate is used and a change in one coordinate changes
+one factor only:
+- every continuous factor is the normal CDF of its coordinate, Phi(z_i), which is uniform in [0, 1] exactly as the
+  world draws it (identity factors are uniform hashes, attributes uniform draws);
+- the glasses kind comes from one coordinate, cut at the world's probabilities (none 0.6, eyeglasses 0.2,
+  sunglasses 0.2): Phi(z) < 0.6 is none, < 0.8 eyeglasses, else sunglasses.
+So N(0, I) in z reproduces the world's factor distribution, and `render(factors_from_z(z))` is the target that
+the embedded StyleGAN3 learns to draw. `z_from_factors` inverts the map: exactly for continuous factors (up to
+clamping at the ends), and to the middle of its interval for the glasses kind, which has no exact inverse.
+"""
+from __future__ import annotations
+
+import torch
+
+from core.synthfaces.factors import (ATTRIBUTE_FACTORS, BINARY_FACTORS, FACTOR_NAMES, GLASSES_PROBS, IDENTITY_FACTORS,
+                                     NUM_FACTORS)
+
+GLASSES = "glasses"
+CONTINUOUS_FACTORS = IDENTITY_FACTORS + tuple(f for f in ATTRIBUTE_FACTORS if f not in BINARY_FACTORS)
+LATENT_NAMES = CONTINUOUS_FACTORS + (GLASSES,)  # the name of each z coordinate
+Z_DIM = len(LATENT_NAMES)
+_CONTINUOUS_INDEX = torch.tensor([FACTOR_NAMES.index(f) for f in CONTINUOUS_FACTORS])
+_EYEGLASSES, _SUNGLASSES = FACTOR_NAMES.index("eyeglasses"), FACTOR_NAMES.index("sunglasses")
+_CUTS = torch.tensor([GLASSES_PROBS[0], GLASSES_PROBS[0] + GLASSES_PROBS[1]])  # Phi(z) cut points
+_EPS = 1e-6  # keeps the inverse finite at factors 0 and 1
+
+_normal = torch.distributions.Normal(0.0, 1.0)
+
+
+def _check(x: torch.Tensor, width: int, what: str) -> None:
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"{what} must have shape [batch, {width}], got {list(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} holds NaN or infinite values")
+
+
+def factors_from_z(z: torch.Tensor) -> torch.Tensor:
+    """[B, Z_DIM] latents -> [B, NUM_FACTORS] SynthFaces factors in [0, 1] (deterministic, elementwise)."""
+    _check(z, Z_DIM, "z")
+    u = _normal.cdf(z.float())
+    out = torch.zeros(z.shape[0], NUM_FACTORS, dtype=torch.float32, device=z.device)
+    out[:, _CONTINUOUS_INDEX.to(z.device)] = u[:, :-1]
+    kind = torch.bucketize(u[:, -1].contiguous(), _CUTS.to(z.device), right=True)  # 0 none, 1 eyeglasses, 2 sun
+    out[:, _EYEGLASSES] = (kind == 1).float()
+    out[:, _SUNGLASSES] = (kind == 2).float()
+    return out
+
+
+def z_from_factors(factors: torch.Tensor) -> torch.Tensor:
+    """Inverse of `factors_from_z`: Phi^-1 of each continuous factor; the glasses coordinate at the middle of its
+    kind's interval (Phi^-1 of 0.3, 0.7 or 0.9). factors_from_z(z_from_factors(f)) == f up to float error."""
+    _check(factors, NUM_FACTORS, "factors")
+    f = factors.float()
+    z = torch.empty(f.shape[0], Z_DIM, dtype=torch.float32, device=f.device)
+    z[:, :-1] = _normal.icdf(f[:, _CONTINUOUS_INDEX.to(f.device)].clamp(_EPS, 1 - _EPS))
+    lo = torch.tensor([0.0, *_CUTS.tolist()], device=f.device)
+    hi = torch.tensor([*_CUTS.tolist(), 1.0], device=f.device)
+    kind = torch.where(f[:, _SUNGLASSES] > 0.5, 2, torch.where(f[:, _EYEGLASSES] > 0.5, 1, 0))
+    z[:, -1] = _normal.icdf((lo[kind] + hi[kind]) / 2)
+    return z
+
+
+def factor_of_latent(name: str) -> tuple[str, ...]:
+    """The factor(s) a named z coordinate drives: itself, or both glasses factors for 'glasses'."""
+    if name == GLASSES:
+        return BINARY_FACTORS
+    if name not in CONTINUOUS_FACTORS:
+        raise KeyError(f"unknown latent coordinate {name!r}; known: {', '.join(LATENT_NAMES)}")
+    return (name,)

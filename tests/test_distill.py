@@ -1,0 +1,182 @@
+"""The distilled generator: the z -> factors map, and tiny distillation runs that learn, resume and ship."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.publish import export_run
+from core.stylegan3 import Generator
+from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, sample_factors
+from core.synthfaces.latent import LATENT_NAMES, Z_DIM, factors_from_z, z_from_factors
+from core.train.distill import DistillConfig, train_distill
+from core.train.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(resolution=32, w_dim=32, channel_base=256, channel_max=16, num_layers=3, margin_size=2, batch_size=8,
+            log_every=1, sample_every=5, checkpoint_every=5, eval_every=10, eval_images=32, lr=0.01,
+            mapping_lr_multiplier=1.0, ema_images=200)
+
+
+def tiny(tmp_path: Path, name: str, **overrides) -> DistillConfig:
+    return DistillConfig(name=name, runs_dir=str(tmp_path), **{**TINY, **overrides})
+
+
+def test_every_latent_coordinate_drives_exactly_its_own_factor():
+    assert Z_DIM == len(LATENT_NAMES) == len(FACTOR_NAMES) - 1  # the two glasses factors share one coordinate
+    z = torch.randn(64, Z_DIM, generator=torch.Generator().manual_seed(0))
+    base = factors_from_z(z)
+    assert torch.equal(base, factors_from_z(z.clone()))  # deterministic
+    for i, name in enumerate(LATENT_NAMES):
+        moved = z.clone()
+        moved[:, i] += 1.5
+        changed = (factors_from_z(moved) - base).abs().amax(0) > 0
+        driven = {"eyeglasses", "sunglasses"} if name == "glasses" else {name}
+        assert {FACTOR_NAMES[j] for j in torch.nonzero(changed).flatten().tolist()} == driven, name
+
+
+def test_continuous_factors_are_the_normal_cdf_and_the_glasses_follow_the_world():
+    z = torch.randn(40_000, Z_DIM, generator=torch.Generator().manual_seed(1))
+    f = factors_from_z(z)
+    smile = FACTOR_NAMES.index("smile")
+    expected = 0.5 * (1 + torch.erf(z[:, LATENT_NAMES.index("smile")] / 2 ** 0.5))
+    assert torch.allclose(f[:, smile], expected, atol=1e-6)
+    assert abs(float(f[:, smile].mean()) - 0.5) < 0.01 and abs(float(f[:, smile].std()) - 12 ** -0.5) < 0.01
+    glasses = f[:, FACTOR_NAMES.index("eyeglasses")], f[:, FACTOR_NAMES.index("sunglasses")]
+    assert not bool((glasses[0] * glasses[1]).any())  # never both
+    shares = (1 - glasses[0] - glasses[1]).mean(), glasses[0].mean(), glasses[1].mean()
+    for share, p in zip(shares, GLASSES_PROBS):
+        assert abs(float(share) - p) < 0.01
+
+
+def test_the_inverse_round_trips():
+    f = sample_factors(torch.arange(500), seed=3)
+    assert torch.allclose(factors_from_z(z_from_factors(f)), f, atol=1e-5)
+    z = torch.randn(500, Z_DIM, generator=torch.Generator().manual_seed(2))
+    back = z_from_factors(factors_from_z(z))
+    assert torch.allclose(back[:, :-1], z[:, :-1], atol=1e-3)
+    assert torch.allclose(factors_from_z(back), factors_from_z(z), atol=1e-5)  # the glasses kind survives
+
+
+def test_bad_latents_are_refused():
+    with pytest.raises(ValueError, match=r"z must have shape \[batch, 23\]"):
+        factors_from_z(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        factors_from_z(torch.full((1, Z_DIM), float("nan")))
+    with pytest.raises(ValueError, match="factors must have shape"):
+        z_from_factors(torch.zeros(3))
+
+
+def _evals(run: RunDir) -> list[dict]:
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    return [x for x in lines if "eval_l1" in x]
+
+
+def test_a_tiny_distillation_learns_and_ships(tmp_path):
+    cfg = tiny(tmp_path, "learn", steps=300, eval_every=150, sample_every=100, checkpoint_every=100, ship=True,
+               ship_to=str(tmp_path / "ship" / "g"))
+    torch.manual_seed(cfg.seed)
+    before = Generator(**cfg.generator_kwargs())
+    report = train_distill(cfg, progress=False)
+    run = RunDir(tmp_path / "learn")
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    first, last = (sum(x["loss"] for x in part) / len(part) for part in (lines[:10], lines[-10:]))
+    assert last < 0.8 * first  # the pixel loss falls (measured: to 0.58 of its start)
+    # the faces move toward their targets: held-out L1 of the shipped generator against the renders
+    from core.train.distill import targets
+    z = torch.randn(32, Z_DIM, generator=torch.Generator().manual_seed(9))
+    real = targets(z, cfg.resolution)[0]
+    shipped = Generator.from_pretrained(tmp_path / "ship" / "g")
+    with torch.no_grad():
+        err = [float(((G(z) + 1) / 2 - real).abs().mean()) for G in (before, shipped)]
+    assert err[1] < 0.75 * err[0]
+    assert report["eval_l1"] == _evals(run)[-1]["eval_l1"] and set(report) >= {"eval_identity_cosine_median",
+                                                                                  "eval_landmark_nme"}
+    assert shipped.mapping.normalize_z is False
+    config = json.loads((tmp_path / "ship" / "g.json").read_text())
+    assert config["images_seen"] == 300 * 8 and "factors_from_z" in config["latent"]
+    role, G, notes = export_run(run.path)  # what `python -m core.publish` would upload
+    assert role == "generator" and notes["step"] == 300
+    assert torch.equal(G(z), shipped(z))
+    assert sorted(p.name for p in run.samples.glob("*.png"))[-1] == "00000300.png"
+
+
+def test_a_killed_distillation_resumes_exactly(tmp_path):
+    args = [f"{k}={v}" for k, v in {**TINY, "runs_dir": str(tmp_path), "steps": 40, "eval_images": 0,
+                                    "checkpoint_every": 3, "sample_every": 100}.items()]
+    cmd = [sys.executable, "-m", "core.train", "distill", "--set", "name=killed", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = RunDir(tmp_path / "killed")
+    deadline = time.time() + 120
+    while time.time() < deadline and (len(run.checkpoint_paths()) < 2 if run.checkpoints.exists() else True):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(run.checkpoint_paths()[-1].with_suffix(".json").read_text())["step"]
+    assert 0 < killed_at < 40
+    torch.set_num_threads(1)  # as the killed process ran: another thread count changes the float path
+    try:
+        train_distill(tiny(tmp_path, "killed", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
+                      resume=True, progress=False)
+        train_distill(tiny(tmp_path, "straight", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
+                      progress=False)
+    finally:
+        torch.set_num_threads(2)
+    a, _ = RunDir(tmp_path / "straight").latest()
+    b, _ = RunDir(tmp_path / "killed").latest()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = [json.loads(x)["step"] for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 41))  # nothing logged twice, nothing lost
+
+
+def test_the_fidelity_report_on_a_tiny_generator(tmp_path):
+    from core.analysis import load_analyzer
+    from core.reports import generator as report
+    cfg = tiny(tmp_path, "r", steps=2, eval_images=0)
+    torch.manual_seed(0)
+    G = Generator(**cfg.generator_kwargs()).eval()
+    result, images = report.report(G, load_analyzer("synthfaces"), samples=48)
+    assert result["samples"] == 48 and 0 < result["l1"] < 1 and 0 < result["fd_analyzer_real_real"] < result[
+        "fd_analyzer"]  # an untrained generator is far from the renders; two rendered sets are close
+    assert result["face_check_pass_rate_rendered"] > 0.9 and result["face_check_pass_rate"] < 0.5
+    assert set(result["goals"]) == set(report.GOALS) and not result["goals"]["identity_cosine_median"]["met"]
+    assert result["fid_inception"] is None and "Inception" in result["fid_inception_note"]
+    table = report.markdown(result)
+    assert "| landmark NME vs true landmarks (goal <= 5 %) |" in table and "Goals met:" in table
+    assert images["real"].shape == images["fake"].shape == (16, 3, 32, 32)
+    with pytest.raises(ValueError, match="one per SynthFaces factor"):
+        from tests.conftest import tiny_kwargs
+        report.report(Generator(**tiny_kwargs()), load_analyzer("synthfaces"), samples=8)
+
+
+def test_the_readme_try_it_commands_never_touch_the_shipped_checkpoints(tmp_path):
+    """Training ships only when asked (--ship): the README's "try it" runs leave checkpoints/ byte-identical, and an
+    empty `--set ship_to=` means "nowhere" even with --ship."""
+    import hashlib
+
+    from core.checkpoints import CHECKPOINT_DIR
+    from core.train.__main__ import main
+
+    def snapshot() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(CHECKPOINT_DIR.iterdir())}
+
+    before = snapshot()
+    tiny_sets = [f"runs_dir={tmp_path}", "steps=2", "eval_images=0", "log_every=1", "sample_every=2",
+                 "checkpoint_every=2"]
+    assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--set", *tiny_sets,
+                 "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
+    assert main(["gan", "--config", str(ROOT / "configs/gan_synthfaces64_cpu.yaml"), "--set", *tiny_sets, "name=gan_try",
+                 "channel_base=256", "channel_max=16", "d_channel_base=256", "d_channel_max=16", "batch_size=4",
+                 "mbstd_group=2"]) == 0
+    assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--ship", "--set", *tiny_sets,
+                 "name=empty_ship", "ship_to=", "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
+    assert snapshot() == before
