@@ -13,39 +13,27 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-MAX_UPLOAD_PIXELS = 25_000_000  # larger pictures are refused before they are decoded
-MAX_UPLOAD_SIDE = 8192
+from core.imaging import ImageInputError, read_image
 
 
-class FaceInputError(ValueError):
+class FaceInputError(ImageInputError):
     """An input face cannot be used; the message says why in words a user understands."""
 
 
 def load_face_image(path: str | Path, resolution: int) -> torch.Tensor:
     """An uploaded picture as a [3, R, R] tensor in [0, 1]: centre-cropped to a square and resized."""
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > MAX_UPLOAD_PIXELS or max(w, h) > MAX_UPLOAD_SIDE:
-                raise FaceInputError(f"the image is too large ({w} x {h} pixels); use one of at most "
-                                     f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels and {MAX_UPLOAD_SIDE} px a side")
-            if min(w, h) < 16:
-                raise FaceInputError(f"the image is too small ({w} x {h} pixels) to hold a face")
-            im = im.convert("RGB")
-            side = min(w, h)
-            im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-            im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
-            array = np.asarray(im, dtype=np.float32) / 255.0
-    except FaceInputError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise FaceInputError("the file is not an image this app can read (use PNG, JPEG or WebP)") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise FaceInputError(f"the image could not be decoded ({e}); it may be truncated or corrupt") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        array, _ = read_image(path)
+    except ImageInputError as e:
+        raise FaceInputError(str(e)) from None
+    h, w = array.shape[:2]
+    side = min(w, h)
+    im = Image.fromarray(array).crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side,
+                                      (h - side) // 2 + side))
+    im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 def _features(analysis, size: int) -> torch.Tensor:
@@ -104,11 +92,24 @@ class Projection:
     steps: int
 
 
+class RealPhotoError(FaceInputError):
+    """A real photo given to the embedded (SynthFaces) world: it was found and aligned, but this generator only
+    draws SynthFaces faces, so it cannot be projected. Carries the aligned crop to show."""
+
+    def __init__(self, message: str, aligned: np.ndarray) -> None:
+        super().__init__(message)
+        self.aligned = aligned
+
+
 class FaceMixer:
-    """Generator + analyzer + NICE: faces by seed or upload, mixes, grids and interpolation strips with scores."""
+    """Generator + analyzer + NICE: faces by seed or upload, mixes, grids and interpolation strips with scores.
+
+    Two worlds: the embedded one (a SynthFaces analyzer; uploads are checked against SynthFaces renders and
+    projected in the analyzer's feature space) and real model sets (an identity model without factors, e.g.
+    insightface's ArcFace; uploads are real photos: detected, FFHQ-aligned and projected by core.inversion)."""
 
     def __init__(self, G: torch.nn.Module, analyzer: torch.nn.Module, nice: torch.nn.Module,
-                 reference: Optional[torch.Tensor] = None) -> None:
+                 reference: Optional[torch.Tensor] = None, faces: Optional[Callable[[], object]] = None) -> None:
         if nice.dim != G.w_dim:
             raise ValueError(f"the NICE model works on {nice.dim}-d latents but the generator's W is {G.w_dim}-d")
         # frozen: projection back-propagates into w only, not into the models' weights
@@ -116,17 +117,40 @@ class FaceMixer:
         self.device = G.mapping.w_avg.device
         self.resolution = G.img_resolution
         self._check = FaceCheck(analyzer, reference) if reference is not None else None
+        self._faces_factory, self._faces = faces, None
+
+    @property
+    def real(self) -> bool:
+        """True for real model sets (no SynthFaces references to check uploads against)."""
+        return self._check is None
+
+    @property
+    def faces(self):
+        """The real-face backend for photos (made on first use: loading dlib's models takes a moment), or None."""
+        if self._faces is None and self._faces_factory is not None:
+            self._faces = _optional_faces(self._faces_factory)
+        return self._faces
 
     @classmethod
     def load(cls, models: str = "embedded", device: str = "cpu") -> "FaceMixer":
-        """The mixer of a model set; uploads are checked against SynthFaces renders in the embedded world."""
+        """The mixer of a model set. The embedded world checks uploads against SynthFaces renders; a set without
+        an 'analyzer' role uses insightface's models under $LATENT_LAB_INSIGHTFACE (default ~/.insightface)."""
+        import os
+
         from core import hub
+        from core.analysis import FaceAnalyzer, faces_backend, load_analyzer
         from core.synthfaces import render_faces
         G = hub.load_frozen(models, "generator", device=device)
-        analyzer = hub.load_frozen(models, "analyzer", device=device)
         nice = hub.load_frozen(models, "nice", device=device)
-        reference = render_faces(torch.arange(10_000, 10_512), seed=4242, resolution=G.img_resolution).images
-        return cls(G, analyzer, nice, reference.to(device))
+        if "analyzer" in hub.model_set(models).models:
+            analyzer = hub.load_frozen(models, "analyzer", device=device)
+        else:
+            root = os.environ.get("LATENT_LAB_INSIGHTFACE", "~/.insightface")
+            analyzer = load_analyzer(f"insightface:{root}", device=device)
+        if isinstance(analyzer, FaceAnalyzer):
+            reference = render_faces(torch.arange(10_000, 10_512), seed=4242, resolution=G.img_resolution).images
+            return cls(G, analyzer, nice, reference.to(device), faces_backend)
+        return cls(G, analyzer, nice, None, faces_backend)
 
     def w_from_seed(self, seed: int, psi: float = 0.7) -> torch.Tensor:
         with torch.no_grad():
@@ -146,6 +170,37 @@ class FaceMixer:
         """[B] analyzer cosine similarity of each image to its reference (one reference broadcasts)."""
         return (self.embed(images) * self.embed(reference)).sum(1)
 
+    def photo(self, path: str | Path) -> torch.Tensor:
+        """An uploaded picture as the generator's input face [3, R, R]: a real photo is detected and FFHQ-aligned
+        (real model sets); in the embedded world a SynthFaces-like picture is centre-cropped and checked, and a
+        real photo raises RealPhotoError with its aligned crop."""
+        from core.analysis.photos import NoFaceError, find_face
+        if self.real:
+            if self.faces is None:
+                raise FaceInputError("real photos need a face detector: pip install dlib-bin face-recognition-models,"
+                                     " or set LATENT_LAB_FACES=insightface:ROOT")
+            array, _ = read_image(path)
+            try:
+                face = find_face(array, self.faces, self.resolution)
+            except NoFaceError as e:
+                raise FaceInputError(str(e)) from None
+            return torch.from_numpy(face.ffhq.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+        image = load_face_image(path, self.resolution)
+        try:
+            self.check_face(image)
+        except FaceInputError:
+            if self.faces is None:
+                raise
+            try:
+                face = find_face(read_image(path)[0], self.faces, 256)
+            except (NoFaceError, ImageInputError):
+                raise FaceInputError("no face found in the image, neither a SynthFaces-like face nor a real one")
+            raise RealPhotoError(
+                "this looks like a real photo: its face was found and aligned (shown), but the embedded generator "
+                "only draws SynthFaces faces, so it cannot be projected into it. Start the suite with a real model "
+                "set (e.g. --models ffhq with a NICE for FFHQ W) to mix real faces.", face.ffhq) from None
+        return image
+
     def check_face(self, image: torch.Tensor) -> None:
         """Raise FaceInputError when an uploaded [3, R, R] image holds no face (no check without references)."""
         if self._check is not None:
@@ -158,6 +213,11 @@ class FaceMixer:
             raise FaceInputError(f"expected a [3, {self.resolution}, {self.resolution}] image, got {list(image.shape)}")
         if not torch.isfinite(image).all():
             raise FaceInputError("the image holds NaN or infinite values")
+        if self.real:
+            from core.inversion import project
+            result = project(self.G, image, self.analyzer, steps=steps, seed=seed, callback=callback)
+            similarity = float(self.similarity(result.image[None], image[None])[0])
+            return Projection(result.w, result.image, similarity, steps)
         target_img = image.to(self.device).unsqueeze(0).clamp(0, 1)
         self.check_face(image)
         with torch.no_grad():
@@ -216,6 +276,15 @@ class FaceMixer:
     def scores(self, images: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """[B, 2] analyzer similarity of each image to `first` and to `second` (each [B] or [1] images)."""
         return _pair_scores(self.embed(images), self.embed(first), self.embed(second))
+
+
+def _optional_faces(make):
+    """A real-face backend, or None where none is installed."""
+    from core.analysis import FaceModelUnavailable
+    try:
+        return make()
+    except FaceModelUnavailable:
+        return None
 
 
 def _pair_scores(embedding: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

@@ -118,10 +118,11 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
     assert "identity donor" in text and "seed 1" in text
     _, _, _, text = page.mix(1, str(face_png), 2, None, 0.7)
     assert "face A: upload, projected" in text
-    items, columns = page.grid("1, 2", "3 4 5", 0.7)
+    items, columns, png, archive = page.grid("1, 2", "3 4 5", 0.7, session="t")
     assert len(items) == 6 and columns == 3 and items[0][1].startswith("id 1 on 3: A ")
-    strips = page.strips(1, None, 2, None, 0.7, 4)
-    assert [len(s) for s in strips] == [4, 4]
+    assert Image.open(png).size == (3 * 66 + 2, 2 * 66 + 2) and len(__import__("zipfile").ZipFile(archive).namelist()) == 6
+    *strips, gif_id, gif_attr = page.strips(1, None, 2, None, 0.7, 4, session="t")
+    assert [len(s) for s in strips] == [4, 4] and Image.open(gif_id).n_frames == 4 + 2
     not_image = tmp_path / "notes.txt"
     not_image.write_text("hello")
     noise = tmp_path / "noise.png"
@@ -130,7 +131,7 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
                           (lambda: page.mix(1, None, 2, str(noise), 0.7), "no face found"),
                           (lambda: page.mix(-3, None, 2, None, 0.7), "seed"),
                           (lambda: page.mix(1, None, 2, None, float("nan")), "truncation"),
-                          (lambda: page.grid("1, x", "2", 0.7), "not a seed"),
+                          (lambda: page.grid("1, x", "2", 0.7), "must be a whole number"),
                           (lambda: page.grid(",".join(map(str, range(9))), "2", 0.7), "at most"),
                           (lambda: page.strips(1, None, 2, None, 0.7, 50), "3 to 12")]:
         with pytest.raises(gr.Error, match=message):
@@ -139,7 +140,8 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
 
 def test_page_without_nice_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    demo = face_mixing.page("hf:nobody/nothing")
+    from apps.common import page_or_note
+    demo = page_or_note(face_mixing.page, face_mixing.TITLE, "hf:nobody/nothing", "cpu", face_mixing.NEEDS)
     texts = [c["props"].get("value", "") for c in demo.get_config_file()["components"] if c.get("type") == "markdown"]
     assert any("Not available" in t for t in texts)
 

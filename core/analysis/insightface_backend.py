@@ -1,91 +1,128 @@
-"""InsightFace backend for real faces: ArcFace identity embedding and 106-point landmarks from ONNX models.
+"""insightface for real faces, through the insightface package itself: detection, 5 key points, 106 landmarks and
+the ArcFace embedding (`insightface.app.FaceAnalysis` over a model pack such as buffalo_l), and the same
+recognition and landmark ONNX models made differentiable with onnx2torch, for the DisGAN losses.
 
-Point it at a local folder holding InsightFace model-zoo files (e.g. the `buffalo_l` pack: `w600k_r50.onnx`
-for recognition, `2d106det.onnx` for landmarks); nothing is downloaded. Models are recognised by their input
-and output layout: recognition takes [N, 3, 112, 112] and returns [N, D]; landmarks take [N, 3, 192, 192]
-and return [N, 212]. Inputs must be aligned face crops (as generators produce). InsightFace's pretrained
-models are for non-commercial research only.
+Model packs: `<root>/models/<pack>/*.onnx`. Offline, a pack must already be there (nothing is fetched and a missing
+one is a clear error); with `allow_download=True` (a Space with internet) FaceAnalysis fetches it as it normally
+does. insightface's own code is MIT, but its pretrained model packs are for non-commercial research only.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.analysis.model import Analysis
+from core.analysis.align import DetectedFace
+from core.analysis.model import Analysis, FaceModelUnavailable
 
-RECOGNITION_SIZE = 112
-LANDMARK_SIZE = 192
-LANDMARK_OUTPUTS = 212
-
-
-class FaceModelUnavailable(RuntimeError):
-    """A real-face model (or its runtime) is not installed here; the message says what to install or download."""
+DEFAULT_PACK = "buffalo_l"
+LICENCE = "insightface model packs (buffalo_l etc.): non-commercial research only"
+SAME_PERSON_COSINE = 0.3  # ArcFace: cosine similarity above this is usually the same person
 
 
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-    try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-        raise FaceModelUnavailable(f"{path} is not a readable ONNX model: {e}") from e
+def pack_dir(root: str | Path, pack: str = DEFAULT_PACK) -> Path:
+    """`<root>/models/<pack>` (or `root` itself when it already holds the .onnx files)."""
+    root = Path(root).expanduser()
+    return root if any(root.glob("*.onnx")) else root / "models" / pack
 
 
-def _layout(session: Any) -> tuple[Optional[int], Optional[int]]:
-    """(input side, flat output size) of a single-input single-output image model."""
-    shape = session.get_inputs()[0].shape
-    out = session.get_outputs()[0].shape
-    side = shape[2] if len(shape) == 4 and shape[2] == shape[3] and isinstance(shape[2], int) else None
-    size = out[-1] if len(out) == 2 and isinstance(out[-1], int) else None
-    return side, size
+def _missing(folder: Path) -> FaceModelUnavailable:
+    return FaceModelUnavailable(
+        f"no insightface model pack at {folder}: put the pack's .onnx files there (e.g. buffalo_l from "
+        f"insightface's releases: det_10g.onnx, w600k_r50.onnx, 2d106det.onnx, ...); this machine cannot download "
+        f"them. Licence: {LICENCE}")
 
 
-class InsightFaceBackend:
-    """Same interface as the SynthFaces analyzer (`backend(images) -> Analysis`), for real faces."""
+class InsightFaces:
+    """insightface.app.FaceAnalysis over a local pack: faces with box, key points, 106 landmarks and embedding."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    name = "insightface"
+    licence = LICENCE
+    same_person_distance = 1 - SAME_PERSON_COSINE
+
+    def __init__(self, root: str | Path = "~/.insightface", pack: str = DEFAULT_PACK, det_size: int = 640,
+                 allow_download: bool = False) -> None:
         try:
-            import onnxruntime  # noqa: F401
+            from insightface.app import FaceAnalysis
         except ImportError as e:
-            raise FaceModelUnavailable("the InsightFace backend needs onnxruntime: pip install onnxruntime") from e
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise FaceModelUnavailable(
-                f"no InsightFace models at {model_dir}: download an InsightFace model pack (e.g. buffalo_l: "
-                f"w600k_r50.onnx and 2d106det.onnx) into that folder; they cannot be fetched from here")
-        self.recognition = self.landmarks = None
-        self.input_names: dict[str, str] = {}
-        for path in sorted(model_dir.glob("*.onnx")):
-            session = _session(path)
-            side, size = _layout(session)
-            if side == RECOGNITION_SIZE and size is not None and self.recognition is None:
-                self.recognition = session
-            elif side == LANDMARK_SIZE and size == LANDMARK_OUTPUTS and self.landmarks is None:
-                self.landmarks = session
-        if self.recognition is None:
-            found = ", ".join(p.name for p in model_dir.glob("*.onnx")) or "no .onnx files"
-            raise FaceModelUnavailable(
-                f"no ArcFace recognition model (input [N, 3, 112, 112], output [N, D]) in {model_dir} ({found})")
+            raise FaceModelUnavailable("the insightface backend needs the insightface package: pip install "
+                                       "insightface") from e
+        folder = pack_dir(root, pack)
+        if allow_download and not folder.is_dir():
+            self.app = FaceAnalysis(name=pack, root=str(Path(root).expanduser()), providers=["CPUExecutionProvider"])
+        elif folder.is_dir():  # an existing folder as the name: FaceAnalysis reads it and never downloads
+            self.app = FaceAnalysis(name=str(folder.resolve()), providers=["CPUExecutionProvider"])
+        else:
+            raise _missing(folder)
+        self.app.prepare(ctx_id=-1, det_size=(det_size, det_size))
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Faces in an RGB uint8 photo (insightface takes BGR)."""
+        with warnings.catch_warnings():  # its norm_crop uses a scikit-image call deprecated in 0.26
+            warnings.simplefilter("ignore", FutureWarning)
+            faces = self.app.get(np.ascontiguousarray(image[:, :, ::-1]))
+        return [DetectedFace(np.asarray(f.bbox, float), float(f.det_score), np.asarray(f.kps, float),
+                             None if f.landmark_2d_106 is None else np.asarray(f.landmark_2d_106, float),
+                             None if f.embedding is None else np.asarray(f.normed_embedding, float)) for f in faces]
 
     @staticmethod
-    def _blob(images: torch.Tensor, side: int, mean: float, std: float) -> np.ndarray:
-        x = F.interpolate(images.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-        return ((x * 255 - mean) / std).cpu().numpy().astype(np.float32)
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        """1 - cosine similarity of two embeddings."""
+        return float(1 - np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
-    def __call__(self, images: torch.Tensor) -> Analysis:
-        """images: [B, 3, H, W] RGB in [0, 1], aligned face crops."""
+
+class InsightFaceTorch(torch.nn.Module):
+    """The pack's ArcFace recognition (and 106-point landmark) ONNX models as differentiable torch modules
+    (onnx2torch), with the analyzer's interface: `model(images) -> Analysis(embedding, None, landmarks)`. Inputs are
+    aligned face crops in [0, 1] (a generator's output), resized to each model's input side."""
+
+    def __init__(self, root: str | Path, pack: str = DEFAULT_PACK) -> None:
+        super().__init__()
+        try:
+            from insightface.model_zoo import get_model
+            from onnx2torch import convert
+        except ImportError as e:
+            raise FaceModelUnavailable("differentiable insightface models need insightface and onnx2torch: pip "
+                                       "install insightface onnx2torch") from e
+        folder = pack_dir(root, pack)
+        if not folder.is_dir():
+            raise _missing(folder)
+        found: dict[str, tuple[Path, object]] = {}
+        for path in sorted(folder.glob("*.onnx")):
+            try:
+                model = get_model(str(path), providers=["CPUExecutionProvider"])  # insightface classifies it
+            except Exception:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
+                continue
+            task = getattr(model, "taskname", None)
+            if task in ("recognition", "landmark_2d_106") and task not in found:
+                found[task] = (path, model)
+        if "recognition" not in found:
+            names = ", ".join(p.name for p in folder.glob("*.onnx")) or "no .onnx files"
+            raise FaceModelUnavailable(f"no ArcFace recognition model in {folder} ({names}); {LICENCE}")
+        path, rec = found["recognition"]
+        self.recognition = convert(str(path)).eval()
+        self.rec_side, self.rec_mean, self.rec_std = int(rec.input_size[0]), float(rec.input_mean), float(rec.input_std)
+        self.landmarks = None
+        if "landmark_2d_106" in found:
+            path, lmk = found["landmark_2d_106"]
+            self.landmarks = convert(str(path)).eval()
+            self.lmk_side, self.lmk_mean, self.lmk_std = (int(lmk.input_size[0]), float(lmk.input_mean),
+                                                          float(lmk.input_std))
+
+    @staticmethod
+    def _input(images: torch.Tensor, side: int, mean: float, std: float) -> torch.Tensor:
+        x = F.interpolate(images.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        return (x * 255 - mean) / std
+
+    def forward(self, images: torch.Tensor) -> Analysis:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape [batch, 3, H, W], got {list(images.shape)}")
-        rec_in = self.recognition.get_inputs()[0].name
-        emb = self.recognition.run(None, {rec_in: self._blob(images, RECOGNITION_SIZE, 127.5, 127.5)})[0]
-        embedding = F.normalize(torch.from_numpy(emb).float(), dim=1)
+        emb = F.normalize(self.recognition(self._input(images, self.rec_side, self.rec_mean, self.rec_std)), dim=1)
         landmarks = None
         if self.landmarks is not None:
-            lm_in = self.landmarks.get_inputs()[0].name
-            pred = self.landmarks.run(None, {lm_in: self._blob(images, LANDMARK_SIZE, 0.0, 1.0)})[0]
-            pts = torch.from_numpy(pred).float().view(images.shape[0], -1, 2)
-            landmarks = (pts + 1) * (images.shape[-1] / 2)
-        return Analysis(embedding=embedding, factors=None, landmarks=landmarks)
+            pred = self.landmarks(self._input(images, self.lmk_side, self.lmk_mean, self.lmk_std))
+            landmarks = (pred.view(images.shape[0], -1, 2) + 1) * (images.shape[-1] / 2)
+        return Analysis(embedding=emb, factors=None, landmarks=landmarks)
