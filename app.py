@@ -1,92 +1,97 @@
-"""Latent Lab: `python app.py` launches the Gradio suite locally; the same file is the Hugging Face Space entry point.
+"""Latent Lab: `python app.py` serves the whole suite on one port; the same file is the Hugging Face Space entry.
 
-Tabs: face mixing, latent sliders and the VP metric (each also runs alone: `python -m apps.face_mixing`,
-`python -m apps.latent_sliders`, `python -m apps.vp_metric`). The training monitor is a Streamlit app beside this
-one: its tab links to it, and `--monitor` starts it.
+The Gradio suite is served at `/` with one tab per page (each page also runs alone: `python -m apps.<page>`), and
+the Streamlit training monitor, a child process on 127.0.0.1, is reverse-proxied at `/monitor/` through the same
+port and shown in its tab (`--monitor`; on by default on a Space). Settings come from flags or LATENT_LAB_MODELS,
+LATENT_LAB_DEVICE and LATENT_LAB_RUNS (flags win). On a ZeroGPU Space the GPU work runs under `spaces.GPU`.
 """
 from __future__ import annotations
 
+try:  # ZeroGPU: `spaces` must be imported before torch touches CUDA; absent elsewhere
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
 import argparse
-import os
-import subprocess
-import sys
-from pathlib import Path
+import contextlib
+from typing import Optional
 
 import gradio as gr
 
-MONITOR_APP = Path(__file__).resolve().parent / "apps" / "training_monitor.py"
-MONITOR_PORT = 8501
+from apps import face_mixing, latent_sliders, vae_lab, vp_metric
+from apps.common import MAX_FILE_SIZE, launch_parser, on_space, page_or_note, resolve_device
+from apps.monitor_proxy import PREFIX, MonitorProcess, proxy_routes
+
+# (tab title, page function, what the page needs when its models are missing)
+PAGES = [
+    (face_mixing.TITLE, face_mixing.page, face_mixing.NEEDS),
+    (latent_sliders.TITLE, latent_sliders.page, "The sliders need a generator (the model set's 'generator')."),
+    (vp_metric.TITLE, vp_metric.page, ""),
+    (vae_lab.TITLE, vae_lab.page, vae_lab.NEEDS),
+]
+MONITOR_TITLE = "Training monitor"
+DELETE_CACHE = (1800, 3600)  # every 30 min, delete uploads and cached outputs older than an hour
 
 
-def monitor_text(host: str = "127.0.0.1", port: int = MONITOR_PORT) -> str:
-    """What the Training monitor tab says: where the Streamlit monitor lives and how to start it."""
-    return (f"Live training curves, samples by step and configs side by side are in the Streamlit training "
-            f"monitor: **[open it](http://{host}:{port})** (started by `python app.py --monitor`, or on its own "
-            f"with `streamlit run apps/training_monitor.py -- --runs runs/`).")
+def monitor_html(enabled: bool) -> str:
+    """The monitor tab: the proxied Streamlit page in a frame, or how to turn it on."""
+    if enabled:
+        return (f'<iframe src="/{PREFIX}/" title="training monitor" style="width:100%;height:1100px;border:0">'
+                f'</iframe><p>Also at <a href="/{PREFIX}/" target="_blank">/{PREFIX}/</a>.</p>')
+    return ("Live training curves, samples by step and configs side by side are in the Streamlit training monitor. "
+            "Start the suite with `python app.py --monitor` to see it here (served through this same port at "
+            f"`/{PREFIX}/`), or run it alone: `streamlit run apps/training_monitor.py --server.address 127.0.0.1 "
+            "-- --runs runs/`.")
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is present, else 'cpu'."""
-    if device == "auto":
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def build_app(models: str = "embedded", device: str = "auto", monitor_url_host: str = "127.0.0.1") -> gr.Blocks:
-    """The Gradio suite: one tab per app; an app whose models cannot load says why in its tab."""
-    from apps import face_mixing, latent_sliders, vp_metric
+def build_app(models: str = "embedded", device: str = "auto", monitor: bool = False) -> gr.Blocks:
+    """The Gradio suite: one tab per page; a page whose models cannot load says why in its tab."""
     device = resolve_device(device)
-    with gr.Blocks(title="Latent Lab") as demo:
+    with gr.Blocks(title="Latent Lab", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# Latent Lab\nInteractive tools for disentangled face latent spaces. Models: `{models}` "
                     f"on `{device}`.")
-        with gr.Tab("Face mixing"):
-            face_mixing.page(models, device)  # a Blocks built inside a tab renders into it
-        with gr.Tab("Latent sliders"):
-            try:
-                editor, note = latent_sliders.load_editor(models, device)
-            except (ValueError, RuntimeError, OSError) as e:
-                gr.Markdown(f"**The generator of model set `{models}` could not be loaded:** {e}")
+        for title, page, needs in PAGES:
+            with gr.Tab(title):
+                page_or_note(page, title, models, device, needs)  # a Blocks built inside a tab renders into it
+        with gr.Tab(MONITOR_TITLE):
+            if monitor:
+                gr.HTML(monitor_html(True))
             else:
-                latent_sliders.build(editor, note)
-        with gr.Tab("VP metric"):
-            vp_metric.build(models, device)
-        with gr.Tab("Training monitor"):
-            gr.Markdown(monitor_text(monitor_url_host))
+                gr.Markdown(monitor_html(False))
     return demo
 
 
-def start_monitor(host: str, runs: str, port: int = MONITOR_PORT) -> subprocess.Popen:
-    """Start the Streamlit training monitor as a child process bound to `host`."""
-    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(MONITOR_APP), "--server.headless", "true",
-                             "--server.address", host, "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false", "--", "--runs", runs])
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; the server binds 127.0.0.1 unless --host says otherwise."""
-    on_space = bool(os.environ.get("SPACE_ID"))
-    p = argparse.ArgumentParser(description="Launch the Latent Lab Gradio suite.")
-    p.add_argument("--host", default="0.0.0.0" if on_space else "127.0.0.1",
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """Command-line flags (else LATENT_LAB_* variables); the server binds 127.0.0.1 unless told otherwise."""
+    p = launch_parser("Launch the Latent Lab suite.", port=7860)
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
-    p.add_argument("--models", default="embedded", help="model set: 'embedded' (offline default) or a Hub model set")
-    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-    p.add_argument("--monitor", action="store_true", help="also start the Streamlit training monitor (port 8501)")
-    p.add_argument("--runs", default="runs", help="run folder the training monitor watches")
+    p.add_argument("--monitor", action=argparse.BooleanOptionalAction, default=on_space(),
+                   help="serve the Streamlit training monitor at /monitor/ (default: on a Space only)")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    monitor = start_monitor(args.host, args.runs) if args.monitor else None
-    try:
-        build_app(args.models, args.device).queue().launch(server_name=args.host, server_port=args.port,
-                                                           share=args.share)
-    finally:
-        if monitor is not None:
-            monitor.terminate()
+def launch(args: argparse.Namespace, block: bool = True) -> tuple[gr.Blocks, Optional[MonitorProcess]]:
+    """Start the monitor child (if asked) and the suite on one port; returns them (block=False for tests)."""
+    monitor = MonitorProcess(args.runs).start() if args.monitor else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                monitor.stop()
+
+    demo = build_app(args.models, args.device, monitor is not None)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
+        prevent_thread_lock=not block,
+        app_kwargs={"routes": proxy_routes(monitor) if monitor else [], "lifespan": lifespan})
+    return demo, monitor
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    launch(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,62 +1,162 @@
-"""The suite launches with its apps in tabs, binds loopback by default, explains missing models, links the monitor."""
+"""The suite: settings from flags and LATENT_LAB_* variables, one tab per page, a page that cannot load says why,
+and the whole suite served on one port the way a Space runs it (the Streamlit monitor proxied at /monitor/,
+websocket included, and stopped with the app)."""
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 import app
 
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-def test_defaults_bind_loopback(monkeypatch):
-    monkeypatch.delenv("SPACE_ID", raising=False)
+
+def test_flags_win_over_variables_which_win_over_defaults(monkeypatch):
+    for key in ("SPACE_ID", "LATENT_LAB_MODELS", "LATENT_LAB_DEVICE", "LATENT_LAB_RUNS", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(key, raising=False)
     args = app.parse_args([])
-    assert args.host == "127.0.0.1" and args.port == 7860 and not args.share
-    assert app.parse_args(["--host", "0.0.0.0", "--port", "9000"]).port == 9000
+    assert (args.host, args.port, args.models, args.device, args.runs, args.monitor) == (
+        "127.0.0.1", 7860, "embedded", "auto", "runs", False)
+    monkeypatch.setenv("LATENT_LAB_MODELS", "hf:someone/set")
+    monkeypatch.setenv("LATENT_LAB_DEVICE", "cpu")
+    monkeypatch.setenv("LATENT_LAB_RUNS", "/data/runs")
+    monkeypatch.setenv("SPACE_ID", "me/latent-lab")
+    args = app.parse_args([])
+    assert (args.models, args.device, args.runs, args.host, args.monitor) == (
+        "hf:someone/set", "cpu", "/data/runs", "0.0.0.0", True)
+    args = app.parse_args(["--models", "embedded", "--no-monitor", "--host", "127.0.0.1"])
+    assert (args.models, args.monitor, args.host) == ("embedded", False, "127.0.0.1")
 
 
-def test_every_app_has_its_tab_and_the_monitor_is_linked():
-    demo = app.build_app()
-    config = demo.get_config_file()
+def test_every_page_has_its_tab():
+    config = app.build_app(device="cpu").get_config_file()
     tabs = [c["props"].get("label") for c in config["components"] if c.get("type") in ("tab", "tabitem")]
-    assert tabs == ["Face mixing", "Latent sliders", "VP metric", "Training monitor"]
+    assert tabs == ["Face mixing", "Latent sliders", "VP metric", "VAE lab", "Training monitor"]
     texts = [c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown"]
-    assert not any("Not available" in t or "could not be loaded" in t for t in texts)  # embedded models all load
-    # each app appears once (a page built inside a tab renders into it; rendering it again would duplicate it)
+    assert not any("Not available" in t for t in texts)  # the embedded models all load
+    # each page appears once (a page built inside a tab renders into it; rendering it again would duplicate it)
     assert sum(c.get("type") == "button" and c["props"].get("value") == "Mix" for c in config["components"]) == 1
     assert sum("## Latent sliders" in t for t in texts) == 1
-    assert sum(c.get("type") == "slider" for c in config["components"]) > 5  # the sliders app is in its tab
-    assert any("http://127.0.0.1:8501" in t and "training_monitor.py" in t for t in texts)
+    assert any("--monitor" in t for t in texts)  # without the monitor, its tab says how to get it
 
 
-def test_monitor_flag_starts_streamlit_on_loopback(tmp_path):
-    import time
-    proc = app.start_monitor("127.0.0.1", str(tmp_path), port=8599)
-    try:
-        deadline, body = time.time() + 60, ""
-        while time.time() < deadline and not body:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:8599/_stcore/health", timeout=5) as r:
-                    body = r.read().decode()
-            except OSError:
-                time.sleep(0.5)
-        assert body == "ok"
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
-def test_launched_server_serves_the_page():
-    demo = app.build_app()
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    try:
-        with urllib.request.urlopen(demo.local_url, timeout=30) as r:
-            assert r.status == 200
-            assert "Latent Lab" in r.read().decode("utf-8", "replace")
-    finally:
-        demo.close()
-
-
-def test_a_model_set_that_cannot_load_is_explained_in_its_tab(tmp_path, monkeypatch):
+def test_a_model_set_that_cannot_load_is_explained_in_its_tab(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = app.build_app(models="hf:nobody/nothing", device="cpu").get_config_file()
     texts = [c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown"]
-    assert any("could not be loaded" in t and "HF_HUB_OFFLINE" in t for t in texts)
+    assert sum("Not available for model set `hf:nobody/nothing`" in t and "HF_HUB_OFFLINE" in t for t in texts) >= 3
+
+
+def test_the_space_header_matches_the_requirements():
+    readme = (ROOT / "README.md").read_text()
+    header = re.match(r"---\n(.*?)\n---\n", readme, re.S)
+    assert header, "README.md must start with the Space's YAML header"
+    import yaml
+    meta = yaml.safe_load(header.group(1))
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    assert meta["suggested_hardware"] and meta["short_description"] and len(meta["short_description"]) <= 60
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (ROOT / "requirements.txt").read_text(), re.M))
+    assert meta["sdk_version"] == pins["gradio"]
+    import gradio
+    assert gradio.__version__ == pins["gradio"]
+    dev = (ROOT / "requirements-dev.txt").read_text()
+    assert "-r requirements.txt" in dev and "pytest" in dev
+    assert "pytest" not in (ROOT / "requirements.txt").read_text()
+    assert "*.safetensors filter=lfs" in (ROOT / ".gitattributes").read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_with(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def write_run(root: Path) -> Path:
+    run = root / "space_run"
+    (run / "samples").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: space_run\nsteps: 1000\n")
+    (run / "status.json").write_text(json.dumps({"state": "running", "step": 20, "updated": time.time(),
+                                                 "total_steps": 1000}))
+    with open(run / "metrics.jsonl", "w") as f:
+        for step in range(1, 21):
+            f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")
+    return run
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path):
+    from playwright.sync_api import sync_playwright
+    runs = tmp_path / "runs"
+    run = write_run(runs)
+    port = free_port()
+    env = {**os.environ, "SPACE_ID": "me/latent-lab", "GRADIO_SERVER_PORT": str(port), "LATENT_LAB_RUNS": str(runs),
+           "LATENT_LAB_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, ready = time.time() + 240, False
+        while time.time() < deadline and not ready:
+            try:
+                with urllib.request.urlopen(f"{base}/monitor/_stcore/health", timeout=5) as r:
+                    ready = r.read() == b"ok"
+            except OSError:
+                time.sleep(1)
+        assert ready, "the suite (with its monitor) did not come up on its one port"
+        assert processes_with(str(runs)), "the monitor child is not running"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(base, timeout=120_000)
+            headings = {"Face mixing": "Face mixing", "Latent sliders": "Latent sliders",
+                        "VP metric": "Variation predictability", "VAE lab": "VAE lab"}
+            for tab, heading in headings.items():
+                page.get_by_role("tab", name=tab).click()
+                page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+            page.get_by_role("tab", name="Training monitor").click()
+            frame = page.frame_locator("iframe[title='training monitor']")
+            frame.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # rendered over the proxied websocket
+            count = ("() => Math.max(0, ...[...document.querySelectorAll('.js-plotly-plot')].map(e => "
+                     "(e._fullData || []).reduce((n, t) => n + (t._length || 0), 0)))")
+            inner = next(f for f in page.frames if "/monitor" in f.url)
+            first = inner.evaluate(count)
+            with open(run / "metrics.jsonl", "a") as f:  # the run goes on: the live curve grows
+                for step in range(21, 41):
+                    f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")
+            inner.wait_for_function(f"({count})() > {first}", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "space.png"), full_page=True)
+            browser.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    deadline = time.time() + 30
+    while processes_with(str(runs)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not processes_with(str(runs)), "stopping the app left the monitor running"

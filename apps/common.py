@@ -1,0 +1,223 @@
+"""What the Gradio pages share: the launch settings (flags, else LATENT_LAB_* variables), input checks that name the
+field, numeric components that refuse bad API input with a clear message, face images as HTML, and the one way a
+page that cannot load its models explains itself."""
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import math
+import os
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import gradio as gr
+import numpy as np
+
+ENV = {"models": "LATENT_LAB_MODELS", "device": "LATENT_LAB_DEVICE", "runs": "LATENT_LAB_RUNS"}
+MAX_SEED = 2 ** 32 - 1
+MAX_FILE_SIZE = "10mb"  # uploads above this are refused by Gradio before they are processed
+DISPLAY = 256  # small faces are shown enlarged (nearest neighbour) so their pixels stay honest
+
+
+SESSION_FILES = Path(tempfile.gettempdir()) / "latent_lab_sessions"  # one folder per browser session
+
+
+def session_path(session: str, name: str) -> Path:
+    """A file in the browser session's own folder: each export overwrites its previous one, and the folder goes
+    when the session ends (`forget_session`), so events leave no files behind."""
+    folder = SESSION_FILES / ("".join(c for c in str(session) if c.isalnum())[:64] or "local")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def forget_session(request: gr.Request) -> None:
+    """`demo.unload` handler: remove a closed session's files."""
+    shutil.rmtree(session_path(request.session_hash, "x").parent, ignore_errors=True)
+
+
+def on_space() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def launch_parser(description: str, port: int) -> argparse.ArgumentParser:
+    """The flags every launcher takes; a flag wins over its LATENT_LAB_* variable, which wins over the default."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--models", default=os.environ.get(ENV["models"], "embedded"),
+                   help=f"model set: embedded (offline default), ffhq, hf:owner/name[@rev] (${ENV['models']})")
+    p.add_argument("--device", default=os.environ.get(ENV["device"], "auto"),
+                   help=f"auto, cpu or cuda (${ENV['device']})")
+    p.add_argument("--runs", default=os.environ.get(ENV["runs"], "runs"),
+                   help=f"run folder the training monitor watches (${ENV['runs']})")
+    p.add_argument("--host", default="0.0.0.0" if on_space() else "127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", port)))
+    return p
+
+
+def gpu(fn: Callable) -> Callable:
+    """`spaces.GPU(fn)` on a ZeroGPU Space (the `spaces` package present and SPACES_ZERO_GPU set): the GPU is
+    attached while fn runs. Elsewhere fn itself."""
+    if os.environ.get("SPACES_ZERO_GPU", "").lower() not in ("1", "true"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is present, else 'cpu'."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "these models cannot be loaded" (the page says so instead of failing)."""
+    from core.checkpoints import CheckpointError
+    from core.hub import HubError
+    return HubError, CheckpointError, ValueError, OSError, KeyError
+
+
+def unavailable(title: str, models: str, error: BaseException, needs: str = "") -> gr.Blocks:
+    """The page shown in place of one whose models cannot be loaded: what failed and what it needs."""
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(f"## {title}\n**Not available for model set `{models}`:** {error}"
+                    + (f"\n\n{needs}" if needs else ""))
+    return demo
+
+
+def page_or_note(page: Callable[[str, str], gr.Blocks], title: str, models: str, device: str,
+                 needs: str = "") -> gr.Blocks:
+    """`page(models, device)`, or the note saying why its models cannot be loaded."""
+    try:
+        return page(models, device)
+    except load_errors() as e:
+        return unavailable(title, models, e, needs)
+
+
+def serve(page: Callable[[str, str], gr.Blocks], title: str, port: int, argv: Optional[list[str]] = None) -> None:
+    """Run one page on its own (python -m apps.<page>), with the suite's flags and limits."""
+    args = launch_parser(f"{title} (Gradio)", port).parse_args(argv)
+    demo = page_or_note(page, title, args.models, resolve_device(args.device))
+    demo.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port,
+                                                   max_file_size=MAX_FILE_SIZE)
+
+
+class JobSlots:
+    """Heavy jobs (VP scoring, report cards): one at a time per browser session and `total` on the server; a
+    job beyond that is refused at once with a message saying what is running, instead of piling up."""
+
+    def __init__(self, total: int = 2) -> None:
+        self.total = total
+        self.running: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, session: str, what: str) -> Iterator[None]:
+        with self.lock:
+            if session in self.running:
+                raise gr.Error(f"Busy: this page is already running {self.running[session]}. Stop it or wait for "
+                               f"it to finish.")
+            if len(self.running) >= self.total:
+                raise gr.Error(f"Busy: the server is running {len(self.running)} heavy jobs for other visitors; "
+                               f"try again in a minute.")
+            self.running[session] = what
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.running.pop(session, None)
+
+
+JOBS = JobSlots()
+
+
+def as_number(value: Any, field: str, lo: float, hi: float, whole: bool = False) -> float:
+    """`value` as a finite number in [lo, hi] (a whole one if asked), or a gr.Error that names the field."""
+    kind = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or value is None:
+        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {value!r}") from None
+    if not math.isfinite(number) or not lo <= number <= hi or (whole and number != int(number)):
+        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+    return int(number) if whole else number
+
+
+class _Checked:
+    """Mixin for numeric components: bad API input (text, None, NaN, out of range) gets a message naming the
+    field instead of a failure inside Gradio's own conversion."""
+
+    def get_block_name(self) -> str:  # rendered by the Gradio component's own front end
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
+
+    def get_block_class(self) -> str:
+        return self.get_block_name()
+
+    def preprocess(self, payload: Any) -> Any:
+        lo = -math.inf if self.minimum is None else self.minimum
+        hi = math.inf if self.maximum is None else self.maximum
+        value = as_number(payload, self.label or "value", lo, hi, whole=self.precision == 0)
+        return super().preprocess(value)
+
+
+class Number(_Checked, gr.Number):
+    """gr.Number that names itself in the error for a bad value."""
+
+
+class Slider(_Checked, gr.Slider):
+    """gr.Slider that names itself in the error for a bad value."""
+
+
+def check_seed_psi(seed: Any, psi: Any) -> tuple[int, float]:
+    """Seed and truncation as numbers in range, or a message in the UI."""
+    return (int(as_number(seed, "seed", 0, MAX_SEED, whole=True)), as_number(psi, "truncation", 0.0, 1.5))
+
+
+def parse_seeds(text: Any, what: str, most: int) -> list[int]:
+    """'1, 2, 3' -> [1, 2, 3], at most `most` seeds, or a message in the UI."""
+    parts = [p for p in str(text or "").replace(";", ",").replace(" ", ",").split(",") if p]
+    if not parts:
+        raise gr.Error(f"{what}: give one to {most} seeds, e.g. 1, 2, 3")
+    if len(parts) > most:
+        raise gr.Error(f"{what}: at most {most} seeds, got {len(parts)}")
+    return [int(as_number(p, f"{what}: {p!r}", 0, MAX_SEED, whole=True)) for p in parts]
+
+
+def native_array(image: Any) -> np.ndarray:
+    """[3, H, W] tensor in [0, 1] -> uint8 HxWx3 at the image's own size."""
+    return (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def to_array(image: Any) -> np.ndarray:
+    """[3, H, W] tensor in [0, 1] -> uint8 HxWx3, enlarged by a whole factor up to DISPLAY pixels."""
+    array = native_array(image)
+    k = max(1, DISPLAY // array.shape[0])
+    return array.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def face_html(array: np.ndarray, label: str) -> str:
+    """A face as self-contained HTML: the image as a data URL (PNG up to 256 px, JPEG above, where PNG would be
+    megabytes per update), shown at least DISPLAY px wide with square pixels."""
+    from PIL import Image
+    h, w = array.shape[:2]
+    buf = io.BytesIO()
+    kind = "png" if max(h, w) <= 256 else "jpeg"
+    Image.fromarray(array).save(buf, format=kind, **({"compress_level": 1} if kind == "png" else {"quality": 95}))
+    url = f"data:image/{kind};base64,{base64.b64encode(buf.getvalue()).decode()}"
+    shown = max(DISPLAY, min(w, 512))
+    style = "image-rendering:pixelated;max-width:100%;height:auto;display:block;margin:0 auto"
+    return (f'<figure style="margin:0;text-align:center"><img alt="{label}" src="{url}" width="{shown}" '
+            f'height="{shown * h // w}" style="{style}"><figcaption>{label} ({w} x {h})</figcaption></figure>')
