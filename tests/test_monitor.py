@@ -122,7 +122,7 @@ def test_monitor_app_headless(tmp_path, monkeypatch):
     assert not at.exception
     assert at.multiselect[0].value == ["live"]  # newest run selected first
     table = at.dataframe[0].value
-    assert list(table["run"]) == ["live"] and "running" in table["status"][0] and table["step"][0] == 30
+    assert list(table["run"]) == ["live"] and "running" in table["state"][0] and table["step"][0] == 30
     assert curve_points(at, "loss") == 30 and curve_points(at, "lr") == 30
     with open(live / "metrics.jsonl", "a") as f:  # the run goes on, and its last line is half written
         f.write("".join(json.dumps({"step": s, "time": 2000.0 + s, "loss": 0.01}) + "\n" for s in range(31, 41)))
@@ -131,10 +131,10 @@ def test_monitor_app_headless(tmp_path, monkeypatch):
     assert curve_points(at, "loss") == 40
     at.multiselect[0].set_value(["live", "old"]).run()
     assert not at.exception
-    statuses = " ".join(at.dataframe[0].value["status"])
+    statuses = " ".join(at.dataframe[0].value["state"])
     assert "running" in statuses and "failed" in statuses
     assert curve_points(at, "loss") == 60  # both runs overlaid
-    assert any("differ" in c.value for c in at.caption)  # lr differs between the two configs
+    assert any("differ" in c.value for c in at.caption)  # lr differs between the two configs (the Configs panel)
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
     at.checkbox[0].check().run()  # log scale
     assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["yaxis"]["type"] == "log"
@@ -143,11 +143,42 @@ def test_monitor_app_headless(tmp_path, monkeypatch):
     assert not at.exception and any("deleted while watched: old" in w.value for w in at.warning)
 
 
-def test_monitor_app_with_no_runs_says_so(tmp_path, monkeypatch):
+def test_monitor_app_with_no_runs_shows_the_shipped_example(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
     monkeypatch.setenv("LATENT_LAB_RUNS", str(tmp_path / "nothing"))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
-    assert not at.exception and "No runs" in at.warning[0].value
+    assert not at.exception and "example run" in at.info[0].value
+    assert at.multiselect[0].value and at.multiselect[0].value[0].endswith("(example)")
+    assert at.get("plotly_chart") and (len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1)
+
+
+def test_sections_put_losses_first_and_draw_a_family_as_one_chart(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from core.train.runs import sections
+    keys = {"loss_g", "loss_d", "fd_analyzer", "images_per_s", "lr", *(f"factor_w1/f{i}" for i in range(24))}
+    groups = sections(keys)
+    assert [g.title for g in groups] == ["Losses", "Metrics", "Throughput and schedule", "factor_w1/* (24 series)"]
+    assert groups[0].keys == ["loss_d", "loss_g"] and groups[-1].family and not groups[-1].expanded
+    run = write_run(tmp_path, "gan", "running", 12, pid=os.getpid())
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 12, "time": 1012.0, "fd_analyzer": 2.0,
+                            **{f"factor_w1/f{i}": i / 24 for i in range(24)}}) + "\n")
+        f.write("not json\n")
+    (run / "samples" / "00000013.png").write_bytes(b"\x89PNG half")  # a damaged newest sample
+    monkeypatch.setenv("LATENT_LAB_RUNS", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert titles[0] == "loss" and titles.index("loss") < titles.index("factor_w1/* (24 series)")
+    family = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("factor_w1"))
+    assert len(family["data"]) == 24  # one chart, 24 series
+    assert [h.value for h in at.subheader][:2] == ["Losses", "Latest samples"]  # samples beside the losses
+    captions = " ".join(c.value for c in at.caption)
+    assert "1 malformed metric line(s) skipped" in captions and "could not be read (skipped)" in captions
+    header = at.dataframe[0].value
+    assert header["ETA"][0] == "—" and "ago" in header["last line"][0]
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ or disappears (the run was deleted).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -115,6 +116,7 @@ class RunStatus:
     step: int
     updated: Optional[float]
     detail: str = ""
+    total_steps: Optional[int] = None  # what the run plans to reach, when its status says
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -134,9 +136,15 @@ def run_status(run_dir: str | Path, stale_after: float = STALE_AFTER_S, now: Opt
         status = json.loads(path.read_text())
     except FileNotFoundError:
         return RunStatus("unknown", 0, None, "no status.json yet")
-    except (json.JSONDecodeError, OSError) as e:
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as e:
         return RunStatus("unknown", 0, None, f"unreadable status.json: {e}")
-    state, step, updated = status.get("state", "unknown"), int(status.get("step", 0)), status.get("updated")
+    if not isinstance(status, dict):
+        return RunStatus("unknown", 0, None, "malformed status.json (not an object): skipped")
+    state, step, updated = status.get("state", "unknown"), status.get("step", 0), status.get("updated")
+    if state not in ("running", "finished", "failed") or type(step) is not int or not (
+            updated is None or type(updated) in (int, float)):
+        return RunStatus("unknown", 0, None, f"malformed status.json (state {state!r}, step {step!r}, updated "
+                                             f"{updated!r}): skipped")
     now = time.time() if now is None else now
     if state == "running":
         metrics = Path(run_dir) / "metrics.jsonl"
@@ -145,7 +153,8 @@ def run_status(run_dir: str | Path, stale_after: float = STALE_AFTER_S, now: Opt
             return RunStatus("stale", step, updated, f"process {status['pid']} is gone")
         if now - last_write > stale_after:
             return RunStatus("stale", step, updated, f"no update for {int(now - last_write)} s")
-    return RunStatus(state, step, updated, status.get("error", ""))
+    total = status.get("total_steps")
+    return RunStatus(state, step, updated, str(status.get("error", "")), total if type(total) is int else None)
 
 
 def list_runs(root: str | Path) -> list[Path]:
@@ -208,3 +217,69 @@ def downsample(steps: list[int], values: list[float] | np.ndarray, max_points: i
     lo, hi = base + np.nanargmin(grid, axis=1), base + np.nanargmax(grid, axis=1)
     keep = np.unique(np.concatenate([lo, hi]))
     return xs[keep], ys[keep]
+
+
+THROUGHPUT = {"images_per_s", "steps_per_s", "images_seen", "lr", "epoch", "blur_sigma"}
+
+
+@dataclass
+class Section:
+    """A group of curves on the monitor page: separate charts, or one multi-line chart for a family."""
+
+    title: str
+    keys: list[str]
+    family: bool = False
+    expanded: bool = True
+
+
+def sections(keys: set[str] | list[str]) -> list[Section]:
+    """Curves grouped as TensorBoard groups tags: losses first (names starting with 'loss'), then the other
+    metrics, then throughput and schedule, then each family `<prefix>/<name>` collapsed as one chart."""
+    plain = sorted(k for k in keys if "/" not in k)
+    losses = [k for k in plain if k.startswith("loss")]
+    throughput = [k for k in plain if k in THROUGHPUT or k.endswith("_per_s")]
+    metrics = [k for k in plain if k not in losses and k not in throughput]
+    families: dict[str, list[str]] = {}
+    for k in sorted(k for k in keys if "/" in k):
+        families.setdefault(k.split("/", 1)[0], []).append(k)
+    out = [Section("Losses", losses), Section("Metrics", metrics), Section("Throughput and schedule", throughput,
+                                                                           expanded=False)]
+    out += [Section(f"{prefix}/* ({len(members)} series)", members, family=True, expanded=False)
+            for prefix, members in families.items()]
+    return [s for s in out if s.keys]
+
+
+@dataclass
+class RunSummary:
+    """The compact header of a run: state, step, speed, time since its last line, and the time left."""
+
+    state: str
+    step: int
+    steps_per_s: Optional[float]
+    since_last_s: Optional[float]
+    eta_s: Optional[float]
+    detail: str = ""
+
+
+def summarise(run_dir: str | Path, tail: MetricsTail, now: Optional[float] = None) -> RunSummary:
+    status = run_status(run_dir, now=now)
+    now = time.time() if now is None else now
+    step = max(status.step, tail.last_step())
+    rate = tail.steps_per_second()
+    last = tail.times[-1][1] if tail.times else None
+    total = status.total_steps
+    eta = (total - step) / rate if rate and total and total > step and status.state == "running" else None
+    return RunSummary(status.state, step, rate, now - last if last else None, eta, status.detail)
+
+
+def read_sample(path: str | Path) -> Optional[bytes]:
+    """A sample grid's PNG bytes, or None when the file is gone or cannot be decoded (damaged, or half-written by
+    a writer that did not write atomically)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return None
+    return data
