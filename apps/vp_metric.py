@@ -1,92 +1,155 @@
-"""VP metric (Gradio): score how predictable single-dimension changes of a latent space are.
+"""VP metric (Gradio): score how predictable single-dimension changes of a latent space are, while you watch.
 
     python -m apps.vp_metric [--models embedded] [--port 7862]
+
+The job streams: each finished run updates the score, its spread and the plots, and the Stop button (or closing
+the tab) stops the computation within a moment. Finished scores are kept per space, preset and seed, so a second
+visit answers at once. A browser session runs one job at a time and the server a few, with a clear "busy" note.
 """
 from __future__ import annotations
 
-import argparse
+import time
+from collections import OrderedDict
+from contextlib import closing
+from typing import Any, Iterator, Optional
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from core.metrics.vp import PRESETS, SAMPLERS, named_sampler, vp_score
+from apps.common import JOBS, Number, as_number, gpu, serve
+from core.metrics.vp import PRESET_NOTES, PRESETS, SAMPLERS, LatentSpace, VPResult, latent_space, vp_stream
 
+TITLE = "VP metric"
 LABELS = {"synthfaces": "SynthFaces factors (ground truth)", "vae": "VAE decoder", "generator-z": "StyleGAN3, Z",
           "generator-w": "StyleGAN3, W", "generator-nice": "StyleGAN3, NICE codes (identity, attributes)"}
+RESULTS: "OrderedDict[tuple, VPResult]" = OrderedDict()  # finished scores: (models, space, preset, seed) -> result
+SPACES: "OrderedDict[tuple, LatentSpace]" = OrderedDict()
+KEEP = 32
+STATUS_EVERY_S = 0.5
 
 
-def per_dim_figure(per_dim: np.ndarray) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(range(len(per_dim))), y=per_dim))
+def _remember(store: OrderedDict, key: tuple, value: Any) -> Any:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > KEEP:
+        store.popitem(last=False)
+    return value
+
+
+def _labels(result: VPResult) -> list[str]:
+    return result.names or [str(i) for i in range(len(result.per_dim))]
+
+
+def per_dim_figure(result: VPResult) -> go.Figure:
+    fig = go.Figure(go.Bar(x=_labels(result), y=result.per_dim))
     fig.update_layout(title="held-out accuracy per changed dimension", xaxis_title="latent dimension",
-                      yaxis_range=[0, 1], height=320, margin=dict(l=10, r=10, t=40, b=10))
+                      yaxis_range=[0, 1], height=340, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_type="category")
     return fig
 
 
-def confusion_figure(confusion: np.ndarray) -> go.Figure:
-    rows = confusion / np.clip(confusion.sum(1, keepdims=True), 1, None)
-    fig = go.Figure(go.Heatmap(z=rows, colorscale="Blues", zmin=0, zmax=1))
-    fig.update_layout(title="confusion (rows: changed dimension, columns: predicted)", height=420,
+def confusion_figure(result: VPResult) -> go.Figure:
+    rows = result.confusion / np.clip(result.confusion.sum(1, keepdims=True), 1, None)
+    names = _labels(result)
+    fig = go.Figure(go.Heatmap(z=rows, x=names, y=names, colorscale="Blues", zmin=0, zmax=1))
+    fig.update_layout(title="confusion (rows: changed dimension, columns: predicted)", height=460,
                       xaxis_title="predicted", yaxis_title="changed", yaxis_autorange="reversed",
-                      margin=dict(l=10, r=10, t=40, b=10))
+                      xaxis_type="category", yaxis_type="category", margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def run_vp(space: str, preset: str, seed, models: str = "embedded", device: str = "cpu",
-           progress: gr.Progress | None = None):
-    """Score a latent space; returns (summary markdown, per-dimension bars, confusion heatmap)."""
+def summary(result: VPResult, space: str, preset: str, final: bool, seconds: float) -> str:
+    runs = len(result.runs)
+    state = "final" if final else f"refining: {runs} of {PRESETS[preset].runs} runs"
+    return (f"**VP score {result.score:.3f} ± {result.spread:.3f}** ({state}; {LABELS[space]}, {len(result.per_dim)} "
+            f"dimensions, chance {1 / len(result.per_dim):.3f}; runs: {', '.join(f'{s:.3f}' for s in result.runs)}; "
+            f"{seconds:.0f} s)  \nPreset `{preset}`: {PRESET_NOTES[preset]}.")
+
+
+def check(space: Any, preset: Any, seed: Any) -> tuple[str, str, int]:
     if space not in SAMPLERS:
-        raise gr.Error(f"unknown latent space {space!r}")
+        raise gr.Error(f"latent space must be one of {', '.join(SAMPLERS)}, got {space!r}")
     if preset not in PRESETS:
-        raise gr.Error(f"unknown preset {preset!r}")
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise gr.Error("seed must be a whole number") from None
-    if not 0 <= seed < 2 ** 31:
-        raise gr.Error("seed must be between 0 and 2^31 - 1")
-    try:
-        sample_fn, dim, latent_range = named_sampler(space, models, device)
-    except (ValueError, RuntimeError) as e:
-        raise gr.Error(f"{LABELS.get(space, space)} is not available: {e}") from None
-    report = (lambda frac, what: progress(frac, desc=what)) if progress is not None else None
-    result = vp_score(sample_fn, dim, preset, latent_range=latent_range, seed=seed, device=device, progress=report)
-    text = (f"**VP score {result.score:.3f} ± {result.spread:.3f}** ({LABELS[space]}, {dim} dimensions, preset "
-            f"`{preset}`, {len(result.runs)} runs: {', '.join(f'{s:.3f}' for s in result.runs)}; chance "
-            f"{1 / dim:.3f})")
-    return text, per_dim_figure(result.per_dim), confusion_figure(result.confusion)
+        raise gr.Error(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return space, preset, int(as_number(seed, "seed", 0, 2 ** 31 - 1, whole=True))
+
+
+def get_space(space: str, preset: str, models: str, device: str) -> LatentSpace:
+    resolution = PRESETS[preset].resolution or 64
+    key = (models, space, device, resolution)
+    if key not in SPACES:
+        try:
+            _remember(SPACES, key, latent_space(space, models, device, resolution=resolution))
+        except (ValueError, RuntimeError, OSError) as e:
+            raise gr.Error(f"{LABELS.get(space, space)} is not available: {e}") from None
+    return SPACES[key]
+
+
+def run_vp(space: Any, preset: Any, seed: Any, models: str = "embedded", device: str = "cpu",
+           session: str = "local") -> Iterator[tuple]:
+    """Score a latent space, yielding (summary markdown, per-dimension bars, confusion heatmap) as runs finish and
+    status text in between (gr.skip() leaves a component as it is)."""
+    space, preset, seed = check(space, preset, seed)
+    key = (models, space, preset, seed)
+    if key in RESULTS:
+        result = RESULTS[key]
+        yield summary(result, space, preset, True, 0) + " *(kept from an earlier run)*", \
+            per_dim_figure(result), confusion_figure(result)
+        return
+    with JOBS.hold(session, f"a VP score of {LABELS[space]}"):
+        start, shown = time.time(), 0.0
+        latent = get_space(space, preset, models, device)
+        result: Optional[VPResult] = None
+        with closing(vp_stream(latent.sample_fn, latent.dim, preset, latent.latent_range, seed, device,
+                               latent.names, latent.heavy)) as stream:
+            for update in stream:
+                now = time.time()
+                if update.result is not None:
+                    result, shown = update.result, now
+                    final = len(result.runs) == PRESETS[preset].runs
+                    yield summary(result, space, preset, final, now - start), per_dim_figure(result), \
+                        confusion_figure(result)
+                elif now - shown >= STATUS_EVERY_S:
+                    shown = now
+                    head = summary(result, space, preset, False, now - start) + "  \n" if result else ""
+                    yield f"{head}*{update.stage}: {update.fraction:.0%}*", gr.skip(), gr.skip()
+                else:
+                    yield gr.skip(), gr.skip(), gr.skip()  # a point where a cancelled job stops
+        _remember(RESULTS, key, result)
 
 
 def build(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
-    with gr.Blocks(title="VP metric") as demo:
+    with gr.Blocks(title=TITLE) as demo:
         gr.Markdown("## Variation predictability\nPairs of images that differ in one latent dimension; a small CNN "
-                    "learns to name the dimension. Higher = more disentangled.")
+                    "learns to name the dimension. Higher = more disentangled. `interactive` answers within "
+                    "seconds and refines while you watch; `paper` is the authors' protocol (minutes).")
         with gr.Row():
             space = gr.Dropdown([(v, k) for k, v in LABELS.items()], value="synthfaces", label="latent space")
-            preset = gr.Radio(list(PRESETS), value="fast", label="preset")
-            seed = gr.Number(value=0, precision=0, label="seed")
+            preset = gr.Radio(list(PRESETS), value="interactive", label="preset")
+            seed = Number(value=0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="seed")
             go_button = gr.Button("Score", variant="primary")
-        summary = gr.Markdown()
+            stop = gr.Button("Stop", variant="stop")
+        summary_md = gr.Markdown(elem_id="vp-summary")
         with gr.Row():
             bars = gr.Plot()
             confusion = gr.Plot()
 
-        def score(space, preset, seed, progress=gr.Progress()):
-            return run_vp(space, preset, seed, models, device, progress)
 
-        go_button.click(score, [space, preset, seed], [summary, bars, confusion], api_name="score")
+        @gpu
+        def score(space, preset, seed, request: gr.Request):
+            yield from run_vp(space, preset, seed, models, device, request.session_hash)
+
+        job = go_button.click(score, [space, preset, seed], [summary_md, bars, confusion], api_name="score",
+                              show_progress="minimal", concurrency_limit=None)
+        stop.click(None, cancels=[job])
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="VP metric (Gradio)")
-    p.add_argument("--models", default="embedded")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7862)
-    args = p.parse_args(argv)
-    build(args.models, args.device).queue().launch(server_name=args.host, server_port=args.port)
+def page(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
+    """The VP page (its models load when a space is scored, so the page itself always builds)."""
+    return build(models, device)
 
 
 if __name__ == "__main__":
-    main()
+    serve(page, TITLE, port=7862)

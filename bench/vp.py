@@ -1,62 +1,62 @@
-"""VP metric presets: time to score one model, and how far the `fast` score lies from the `paper` score.
+"""VP metric presets per latent space: seconds to the first answer and to the final one, and how far each preset's
+score lies from the `paper` preset's on the same space and seed.
 
-    python bench/vp.py                                  # the VAE decoder, presets paper and fast
-    python bench/vp.py --space generator-w --runs 1     # another latent space; fewer repeats of each preset
-    python bench/vp.py --presets fast --device cuda
+    python -m bench.vp                                   # every space of the VP tab, presets interactive and paper
+    python -m bench.vp --spaces synthfaces,vae --presets interactive,fast,paper
+    python -m bench.vp --json bench_vp.json
 
-Each preset scores the same sampler with the same seed. The goal: `fast` at least 10x quicker than `paper`, with a
-score within 0.02 of it.
+The first answer is the first finished run (what the VP tab shows first); the final one is the mean over all runs.
+The goal: the interactive preset's first answer within 30 s on 2 cores, within 0.03 of `paper`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
+from core.metrics.vp import PRESETS, SAMPLERS, latent_space, vp_stream
 
-from core.metrics.vp import PRESETS, SAMPLERS, named_sampler, vp_score  # noqa: E402
+
+def measure(space_name: str, preset: str, models: str, device: str, seed: int = 0) -> dict:
+    """Times and scores of one preset on one space (the space's loading time counts towards the first answer)."""
+    start = time.perf_counter()
+    space = latent_space(space_name, models, device, resolution=PRESETS[preset].resolution or 64)
+    first = final = None
+    bar = tqdm(total=100, desc=f"{space_name} {preset}", leave=False)
+    for update in vp_stream(space.sample_fn, space.dim, preset, space.latent_range, seed, device, space.names,
+                            space.heavy):
+        bar.n = int(update.fraction * 100)
+        bar.refresh()
+        if update.result is not None:
+            elapsed = time.perf_counter() - start
+            if first is None:
+                first = (elapsed, update.result.score)
+            final = (elapsed, update.result)
+    bar.close()
+    return {"space": space_name, "preset": preset, "dims": space.dim, "first_s": first[0], "first_score": first[1],
+            "final_s": final[0], "score": final[1].score, "spread": final[1].spread, "runs": len(final[1].runs)}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="vae", choices=SAMPLERS)
+    p.add_argument("--spaces", default=",".join(SAMPLERS))
+    p.add_argument("--presets", default="interactive,paper")
     p.add_argument("--models", default="embedded")
-    p.add_argument("--presets", default="paper,fast")
-    p.add_argument("--runs", type=int, help="repeats per preset (default: the preset's own)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args(argv)
-    sample_fn, dim, latent_range = named_sampler(args.space, args.models, args.device)
-    rows = []
-    for name in args.presets.split(","):
-        preset = PRESETS[name] if args.runs is None else dataclasses.replace(PRESETS[name], runs=args.runs)
-        bar = tqdm(total=100, desc=name, leave=False)
-
-        def progress(fraction: float, what: str) -> None:
-            bar.n = int(fraction * 100)
-            bar.set_postfix_str(what)
-            bar.refresh()
-
-        t0 = time.perf_counter()
-        result = vp_score(sample_fn, dim, preset, latent_range, device=args.device, progress=progress)
-        bar.close()
-        rows.append(dict(preset=name, pairs=preset.pairs, epochs=preset.epochs, runs=preset.runs,
-                         seconds=time.perf_counter() - t0, score=result.score, spread=result.spread))
-    print(f"space {args.space} ({dim} latent dims), device {args.device}")
-    print(f"{'preset':>7} {'pairs':>6} {'epochs':>6} {'runs':>4} {'seconds':>9} {'score':>7} {'spread':>7}")
+    rows = [measure(s, pr, args.models, args.device) for s in args.spaces.split(",") for pr in args.presets.split(",")]
+    paper = {r["space"]: r["score"] for r in rows if r["preset"] == "paper"}
+    print(f"{'space':>15} {'preset':>12} {'dims':>5} {'first s':>8} {'first':>7} {'final s':>8} {'final':>7} "
+          f"{'spread':>7} {'vs paper':>9}")
     for r in rows:
-        print(f"{r['preset']:>7} {r['pairs']:>6} {r['epochs']:>6} {r['runs']:>4} {r['seconds']:>9.1f} "
-              f"{r['score']:>7.3f} {r['spread']:>7.3f}")
-    by = {r["preset"]: r for r in rows}
-    if {"paper", "fast"} <= set(by):
-        print(f"fast is {by['paper']['seconds'] / by['fast']['seconds']:.1f}x quicker; score difference "
-              f"{abs(by['paper']['score'] - by['fast']['score']):.3f}")
+        diff = f"{r['first_score'] - paper[r['space']]:+.3f}" if r["space"] in paper and r["preset"] != "paper" else ""
+        r["first_minus_paper"] = r["first_score"] - paper[r["space"]] if diff else None
+        print(f"{r['space']:>15} {r['preset']:>12} {r['dims']:>5} {r['first_s']:>8.1f} {r['first_score']:>7.3f} "
+              f"{r['final_s']:>8.1f} {r['score']:>7.3f} {r['spread']:>7.3f} {diff:>9}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.metrics.vp import PRESETS, VarPredNet, VPPreset, make_pairs, vp_score
-from core.synthfaces import NUM_FACTORS, factor_index, render
+from core.metrics.vp import PRESETS, VarPredNet, VPPreset, make_pairs, vp_score, vp_stream
+from core.synthfaces import FACTOR_NAMES, NUM_FACTORS, factor_index, render
 
 CHOSEN = [factor_index(n) for n in ("yaw", "background", "hair_colour", "smile")]
 TINY = VPPreset(pairs=800, test_ratio=0.5, epochs=5, lr=0.003, batch_size=32, runs=2, width=16)
@@ -51,40 +51,65 @@ def test_presets_and_bad_input():
         vp_score(lambda z: z, 4, TINY)
 
 
-def test_vp_app_scores_synthfaces_and_refuses_bad_input(monkeypatch):
+def test_the_stream_refines_run_by_run_and_ends_at_the_final_score():
+    updates = list(vp_stream(synthfaces_sampler(), 4, TINY, latent_range=(0, 1), names=list("abcd")))
+    results = [u.result for u in updates if u.result is not None]
+    assert [len(r.runs) for r in results] == [1, 2]  # one result per finished run, the mean so far
+    assert results[0].runs == results[1].runs[:1] and results[-1].names == list("abcd")
+    final = vp_score(synthfaces_sampler(), 4, TINY, latent_range=(0, 1))
+    assert results[-1].score == final.score and np.array_equal(results[-1].confusion, final.confusion)
+    fractions = [u.fraction for u in updates]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert len(updates) > 20  # fine-grained: a cancelled job stops within a moment
+    with pytest.raises(ValueError, match="3 names for 4"):
+        next(vp_stream(synthfaces_sampler(), 4, TINY, names=list("abc")))
+
+
+def test_vp_app_streams_names_dimensions_and_refuses_bad_input(monkeypatch):
     import gradio as gr
 
     from apps import vp_metric
-    monkeypatch.setitem(PRESETS, "fast", VPPreset(pairs=300, test_ratio=0.5, epochs=2, lr=0.003, batch_size=32,
-                                                  runs=1, width=8))
-    seen = []
-    text, bars, confusion = vp_metric.run_vp("synthfaces", "fast", 0, progress=lambda f, desc: seen.append(f))
-    assert "VP score" in text and "24 dimensions" in text and seen[-1] == pytest.approx(1.0)
-    assert len(bars.data[0].y) == 24 and np.asarray(confusion.data[0].z).shape == (24, 24)
+    monkeypatch.setitem(PRESETS, "interactive", VPPreset(pairs=300, test_ratio=0.5, epochs=2, lr=0.003,
+                                                         batch_size=32, runs=2, width=8, resolution=32))
+    vp_metric.RESULTS.clear()
+    outputs = list(vp_metric.run_vp("synthfaces", "interactive", 0))
+    scored = [o for o in outputs if not isinstance(o[1], dict)]  # yields that carry figures (not gr.skip())
+    assert len(scored) == 2 and "refining: 1 of 2 runs" in scored[0][0] and "final" in scored[-1][0]
+    text, bars, confusion = scored[-1]
+    assert "VP score" in text and "24 dimensions" in text and "interactive" in text
+    assert list(bars.data[0].x) == list(FACTOR_NAMES)  # dimensions named by factor
+    assert list(confusion.data[0].x) == list(FACTOR_NAMES) and np.asarray(confusion.data[0].z).shape == (24, 24)
+    again = list(vp_metric.run_vp("synthfaces", "interactive", 0))  # kept: the second visit answers at once
+    assert len(again) == 1 and "kept from an earlier run" in again[0][0]
     for args in (("nowhere", "fast", 0), ("synthfaces", "slow", 0), ("synthfaces", "fast", "x"),
                  ("synthfaces", "fast", -5)):
         with pytest.raises(gr.Error):
-            vp_metric.run_vp(*args)
+            next(vp_metric.run_vp(*args))
     config = vp_metric.build().get_config_file()
     assert any(c.get("type") == "plot" for c in config["components"])
 
 
-def test_named_samplers_render_every_space():
-    from core.metrics.vp import SAMPLERS, named_sampler
+def test_latent_spaces_render_and_name_their_dimensions():
+    from core.metrics.vp import SAMPLERS, latent_space
     for name in SAMPLERS:
-        sample_fn, dim, (lo, hi) = named_sampler(name)
-        z = lo + (hi - lo) * torch.rand(2, dim, generator=torch.Generator().manual_seed(0))
-        images = sample_fn(z)
+        space = latent_space(name)
+        lo, hi = space.latent_range
+        z = lo + (hi - lo) * torch.rand(2, space.dim, generator=torch.Generator().manual_seed(0))
+        images = space.sample_fn(z)
         assert images.ndim == 4 and images.shape[:2] == (2, 3) and 0 <= images.min() and images.max() <= 1, name
         assert not torch.equal(images[0], images[1]), name
-    sample_fn, dim, _ = named_sampler("vae:synthfaces_vae_family_beta1")  # any VAE checkpoint by name
-    assert dim == 10 and sample_fn(torch.zeros(1, dim)).shape == (1, 3, 45, 45)
+        assert space.names is None or len(space.names) == space.dim, name
+        assert space.heavy == name.startswith("generator"), name
+    assert latent_space("synthfaces").names == list(FACTOR_NAMES)
+    assert latent_space("generator-nice").names[0] == "identity_0"
+    space = latent_space("vae:synthfaces_vae_family_beta1")  # any VAE checkpoint by name
+    assert space.dim == 10 and space.sample_fn(torch.zeros(1, space.dim)).shape == (1, 3, 45, 45)
     with pytest.raises(ValueError, match="unknown latent space"):
-        named_sampler("pixels")
+        latent_space("pixels")
 
 
 def test_vp_evidence_correlation_and_plot():
-    from core.vp_evidence import rank_correlation, svg_scatter
+    from core.reports.vp_vs_dci import rank_correlation, svg_scatter
     rows = [dict(space=f"s{i}", group="beta-VAE family", vp=v, dci_d=d)
             for i, (v, d) in enumerate([(0.2, 0.1), (0.5, 0.4), (0.4, 0.3), (0.9, 0.8)])]
     assert rank_correlation(rows) == pytest.approx(1.0)

@@ -11,8 +11,8 @@ U(-2, 2)); `fast` uses fewer pairs, a 50 % split and fewer epochs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -28,11 +28,22 @@ class VPPreset:
     batch_size: int
     runs: int
     width: int = 64
+    resolution: Optional[int] = None  # images are area-resized to this side before the predictor (None: as drawn)
+    heavy_pairs: Optional[int] = None  # pairs for spaces whose images are slow to draw (a generator), if fewer
 
 
 PRESETS = {
     "paper": VPPreset(pairs=10_000, test_ratio=0.9, epochs=60, lr=0.01, batch_size=32, runs=3),
     "fast": VPPreset(pairs=3_000, test_ratio=0.5, epochs=12, lr=0.003, batch_size=64, runs=3, width=32),
+    "interactive": VPPreset(pairs=1_200, test_ratio=0.5, epochs=10, lr=0.003, batch_size=50, runs=5, width=32,
+                            resolution=32, heavy_pairs=500),
+}
+PRESET_NOTES = {
+    "paper": "the authors' protocol: 10,000 pairs, 90 % held out, 60 epochs, Adam 0.01, batch 32, 3 runs",
+    "fast": "3,000 pairs, 50 % held out, 12 epochs, a half-width predictor, 3 runs",
+    "interactive": "1,200 pairs (500 for the generator's spaces, whose faces take about 20 ms each to draw here) "
+                   "at 32 px, 50 % held out, 10 epochs, a half-width predictor; the first of 5 runs answers, the "
+                   "others refine the mean and its spread while you watch",
 }
 
 
@@ -43,6 +54,16 @@ class VPResult:
     runs: list[float]
     per_dim: np.ndarray  # held-out accuracy per changed dimension (best epoch, pooled over runs)
     confusion: np.ndarray = field(repr=False)  # [true dim, predicted dim] counts, pooled over runs
+    names: Optional[list[str]] = None  # a name per latent dimension, where the space has them
+
+
+@dataclass
+class VPUpdate:
+    """One step of a running VP job: how far it is, what it is doing, and the result so far (after each run)."""
+
+    fraction: float
+    stage: str
+    result: Optional[VPResult] = None
 
 
 class VarPredNet(torch.nn.Module):
@@ -64,13 +85,19 @@ class VarPredNet(torch.nn.Module):
         return self.net(diff)
 
 
+def _resize(images: torch.Tensor, side: Optional[int]) -> torch.Tensor:
+    if side is None or images.shape[-1] == side:
+        return images
+    return F.interpolate(images, size=(side, side), mode="area" if images.shape[-1] > side else "bilinear")
+
+
 @torch.no_grad()
-def make_pairs(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, count: int, seed: int,
-               latent_range: tuple[float, float] = (-2.0, 2.0), batch: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image differences [N, 3, H, W] scaled to [-1, 1] units, index of the changed dimension [N])."""
+def iter_pairs(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, count: int, seed: int,
+               latent_range: tuple[float, float] = (-2.0, 2.0), batch: int = 100, resolution: Optional[int] = None
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of (image differences [n, 3, H, W] in [-1, 1] units, index of the changed dimension [n])."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = latent_range
-    diffs, labels = [], []
     for start in range(0, count, batch):
         n = min(batch, count - start)
         z1 = lo + (hi - lo) * torch.rand(n, latent_dim, generator=gen)
@@ -80,13 +107,21 @@ def make_pairs(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: in
         x1, x2 = sample_fn(z1), sample_fn(z2)
         if x1.ndim != 4 or x1.shape[1] != 3 or x1.shape != x2.shape:
             raise ValueError(f"sample_fn must return [N, 3, H, W] images, got {list(x1.shape)}")
-        diffs.append(((x1 - x2) * 2).float().cpu())
-        labels.append(dim)
+        yield _resize(((x1 - x2) * 2).float().cpu(), resolution), dim
+
+
+def make_pairs(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, count: int, seed: int,
+               latent_range: tuple[float, float] = (-2.0, 2.0), batch: int = 100,
+               resolution: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image differences [N, 3, H, W] scaled to [-1, 1] units, index of the changed dimension [N])."""
+    diffs, labels = zip(*iter_pairs(sample_fn, latent_dim, count, seed, latent_range, batch, resolution))
     return torch.cat(diffs), torch.cat(labels)
 
 
-def _one_run(diffs: torch.Tensor, labels: torch.Tensor, latent_dim: int, preset: VPPreset, seed: int,
-             device: str, tick: Callable[[], None]) -> tuple[float, np.ndarray]:
+def _train_runs(diffs: torch.Tensor, labels: torch.Tensor, latent_dim: int, preset: VPPreset, seed: int,
+               device: str) -> Iterator[Optional[tuple[float, np.ndarray]]]:
+    """Train one predictor; yields None after every few batches (so a caller can stop it within a moment), then
+    (best held-out accuracy, its confusion matrix) at the end."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=gen)
     n_train = max(1, int(round(len(labels) * (1 - preset.test_ratio))))
@@ -106,6 +141,7 @@ def _one_run(diffs: torch.Tensor, labels: torch.Tensor, latent_dim: int, preset:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            yield None
         model.eval()
         with torch.no_grad():
             pred = torch.cat([model(diffs[te[i:i + 512]].to(device)).argmax(1).cpu() for i in range(0, len(te), 512)])
@@ -114,50 +150,94 @@ def _one_run(diffs: torch.Tensor, labels: torch.Tensor, latent_dim: int, preset:
             best = acc
             best_conf = np.zeros((latent_dim, latent_dim))
             np.add.at(best_conf, (labels[te].numpy(), pred.numpy()), 1)
-        tick()
-    return best, best_conf
+    yield best, best_conf
+
+
+def _preset(preset: str | VPPreset) -> VPPreset:
+    if isinstance(preset, VPPreset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown VP preset {preset!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+def vp_stream(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, preset: str | VPPreset = "fast",
+              latent_range: tuple[float, float] = (-2.0, 2.0), seed: int = 0, device: str = "cpu",
+              names: Optional[list[str]] = None, heavy: bool = False) -> Iterator[VPUpdate]:
+    """Run the VP procedure step by step: updates come every batch of pairs or of training, and each finished run
+    brings the result so far (mean and spread over the runs done). Closing the iterator stops the work at once,
+    which is how a cancelled job in the app stops computing. `heavy` samplers use the preset's heavy_pairs."""
+    preset = _preset(preset)
+    if heavy and preset.heavy_pairs:
+        preset = replace(preset, pairs=preset.heavy_pairs)
+    if latent_dim < 2:
+        raise ValueError("VP needs at least two latent dimensions")
+    if names is not None and len(names) != latent_dim:
+        raise ValueError(f"{len(names)} names for {latent_dim} latent dimensions")
+    n_train = max(1, int(round(preset.pairs * (1 - preset.test_ratio))))
+    render_units, train_units = preset.pairs, preset.epochs * max(1, -(-n_train // preset.batch_size))
+    total, done = preset.runs * (render_units + train_units), 0
+    scores: list[float] = []
+    confusion = np.zeros((latent_dim, latent_dim))
+    for run in range(preset.runs):
+        diffs, labels = [], []
+        for d, lab in iter_pairs(sample_fn, latent_dim, preset.pairs, seed * 1000 + run, latent_range,
+                                 resolution=preset.resolution):
+            diffs.append(d)
+            labels.append(lab)
+            done += len(lab)
+            yield VPUpdate(done / total, f"run {run + 1}/{preset.runs}: rendering image pairs")
+        steps = _train_runs(torch.cat(diffs), torch.cat(labels), latent_dim, preset, seed * 1000 + run, device)
+        for out in steps:
+            if out is None:
+                done += 1
+                yield VPUpdate(min(done / total, 1.0), f"run {run + 1}/{preset.runs}: training the predictor")
+        best, conf = out
+        scores.append(best)
+        confusion += conf
+        done = (run + 1) * (render_units + train_units)
+        per_dim = np.diag(confusion) / np.clip(confusion.sum(1), 1, None)
+        result = VPResult(float(np.mean(scores)), float(np.std(scores)), list(scores), per_dim, confusion.copy(),
+                          names)
+        yield VPUpdate(done / total, f"{run + 1} of {preset.runs} runs done", result)
 
 
 def vp_score(sample_fn: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, preset: str | VPPreset = "fast",
              latent_range: tuple[float, float] = (-2.0, 2.0), seed: int = 0, device: str = "cpu",
-             progress: Optional[Callable[[float, str], None]] = None) -> VPResult:
+             progress: Optional[Callable[[float, str], None]] = None, names: Optional[list[str]] = None,
+             heavy: bool = False) -> VPResult:
     """VP score of a sampler (latent codes [N, latent_dim] -> images [N, 3, H, W] in [0, 1])."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown VP preset {preset!r}; known: {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    if latent_dim < 2:
-        raise ValueError("VP needs at least two latent dimensions")
-    total, done = preset.runs * (preset.epochs + 1), [0]
-
-    def tick(what: str = "training the predictor") -> None:
-        done[0] += 1
+    result = None
+    for update in vp_stream(sample_fn, latent_dim, preset, latent_range, seed, device, names, heavy):
         if progress:
-            progress(done[0] / total, what)
+            progress(update.fraction, update.stage)
+        result = update.result or result
+    return result
 
-    scores, confusion = [], np.zeros((latent_dim, latent_dim))
-    for run in range(preset.runs):
-        diffs, labels = make_pairs(sample_fn, latent_dim, preset.pairs, seed * 1000 + run, latent_range)
-        tick("rendering image pairs")
-        best, conf = _one_run(diffs, labels, latent_dim, preset, seed * 1000 + run, device, tick)
-        scores.append(best)
-        confusion += conf
-    per_dim = np.diag(confusion) / np.clip(confusion.sum(1), 1, None)
-    return VPResult(float(np.mean(scores)), float(np.std(scores)), scores, per_dim, confusion)
+
+@dataclass
+class LatentSpace:
+    """A latent space to score: its sampler, dimension, sampling range and, where it has them, dimension names."""
+
+    sample_fn: Callable[[torch.Tensor], torch.Tensor]
+    dim: int
+    latent_range: tuple[float, float]
+    names: Optional[list[str]] = None
+    heavy: bool = False  # slow to draw (a generator): interactive presets use fewer pairs
 
 
 SAMPLERS = ("synthfaces", "vae", "generator-z", "generator-w", "generator-nice")
 
 
-def named_sampler(name: str, models: str = "embedded", device: str = "cpu", resolution: int = 64
-                  ) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, tuple[float, float]]:
-    """(sample_fn, latent_dim, latent_range) of a named latent space:
-    synthfaces = the renderer driven by its own factors (the ground-truth 'perfect' latent); vae = the VAE decoder;
-    generator-z = G from Z; generator-w = G from W and generator-nice = G from NICE codes, both in standardised
-    coordinates (mean + u * std of sampled codes). 'vae:<checkpoint>' is the decoder of any VAE checkpoint."""
+def latent_space(name: str, models: str = "embedded", device: str = "cpu", resolution: int = 64) -> LatentSpace:
+    """A named latent space. synthfaces = the renderer driven by its own factors (the ground-truth 'perfect'
+    latent, dimensions named by factor); vae = the VAE decoder; generator-z = G from Z (named by factor when G is
+    the distilled generator, whose z coordinates each drive one factor); generator-w = G from W and
+    generator-nice = G from NICE codes (identity, then attribute coordinates), both in standardised coordinates
+    (mean + u * std of sampled codes). 'vae:<checkpoint>' is the decoder of any VAE checkpoint."""
     if name == "synthfaces":
-        from core.synthfaces import NUM_FACTORS, render
-        return (lambda z: render(z, resolution)[0]), NUM_FACTORS, (0.0, 1.0)
+        from core.synthfaces import FACTOR_NAMES, NUM_FACTORS, render
+        return LatentSpace(lambda z: render(z, resolution)[0], NUM_FACTORS, (0.0, 1.0), list(FACTOR_NAMES))
     from core import hub
     if name == "vae" or name.startswith("vae:"):
         if name == "vae":
@@ -165,23 +245,28 @@ def named_sampler(name: str, models: str = "embedded", device: str = "cpu", reso
         else:
             from core.vae import VAE
             vae = VAE.from_pretrained(name[4:], device=device)
-        return (lambda z: vae.decode(z.to(device)).cpu()), vae.dim_z, (-2.0, 2.0)
+        return LatentSpace(lambda z: vae.decode(z.to(device)).cpu(), vae.dim_z, (-2.0, 2.0))
     if name in ("generator-z", "generator-w", "generator-nice"):
+        from core.synthfaces.latent import LATENT_NAMES, Z_DIM
         G = hub.load_frozen(models, "generator", device=device)
 
         def render_w(w: torch.Tensor) -> torch.Tensor:
             return G.images_from_w(w.to(device)).clamp(0, 1).cpu()
 
         if name == "generator-z":
-            return (lambda z: render_w(G.mapping(z.to(device))[:, 0])), G.z_dim, (-2.0, 2.0)
+            distilled = G.z_dim == Z_DIM and not G.mapping.normalize_z
+            return LatentSpace(lambda z: render_w(G.mapping(z.to(device))[:, 0]), G.z_dim, (-2.0, 2.0),
+                               list(LATENT_NAMES) if distilled else None, heavy=True)
         with torch.no_grad():
             w = G.mapping(torch.randn(4000, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))[:, 0]
         if name == "generator-w":
             mean, std = w.mean(0), w.std(0)
-            return (lambda u: render_w(mean + u.to(device) * std)), G.w_dim, (-2.0, 2.0)
+            return LatentSpace(lambda u: render_w(mean + u.to(device) * std), G.w_dim, (-2.0, 2.0), heavy=True)
         nice = hub.load_frozen(models, "nice", device=device)
         with torch.no_grad():
             codes = nice.encode(w)
         mean, std = codes.mean(0), codes.std(0)
-        return (lambda u: render_w(nice.decode(mean + u.to(device) * std))), nice.dim, (-2.0, 2.0)
+        names = [f"identity_{i}" for i in range(nice.id_dim)] + [f"attribute_{i}" for i in range(nice.dim - nice.id_dim)]
+        return LatentSpace(lambda u: render_w(nice.decode(mean + u.to(device) * std)), nice.dim, (-2.0, 2.0), names,
+                           heavy=True)
     raise ValueError(f"unknown latent space {name!r}; known: {', '.join(SAMPLERS)}")
