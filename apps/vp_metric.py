@@ -8,9 +8,11 @@ visit answers at once. A browser session runs one job at a time and the server a
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from contextlib import closing
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import gradio as gr
@@ -65,6 +67,30 @@ def summary(result: VPResult, space: str, preset: str, final: bool, seconds: flo
     return (f"**VP score {result.score:.3f} ± {result.spread:.3f}** ({state}; {LABELS[space]}, {len(result.per_dim)} "
             f"dimensions, chance {1 / len(result.per_dim):.3f}; runs: {', '.join(f'{s:.3f}' for s in result.runs)}; "
             f"{seconds:.0f} s)  \nPreset `{preset}`: {PRESET_NOTES[preset]}.")
+
+
+CARD = Path(__file__).resolve().parent.parent / "docs" / "report_card" / "report.json"
+CARD_SPACES = {"synthfaces": "factors", "vae": "vae", "generator-z": "generator-z", "generator-w": "generator-w",
+               "generator-nice": "generator-nice"}  # VP tab space -> report-card row
+
+
+def card_text(space: str, card_path: Path = CARD) -> str:
+    """The disentanglement report card's row for a space (core.reports.disentanglement), as Markdown."""
+    from core.reports.disentanglement import LABELS, METRICS
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return ("No report card yet: `python -m core.reports.disentanglement` writes docs/report_card/ (DCI, MIG, "
+                "SAP, FactorVAE, beta-VAE and VP against SynthFaces' ground truth).")
+    row = next((r for r in card.get("rows", []) if r.get("space") == CARD_SPACES.get(space)), None)
+    if row is None:
+        return f"The report card has no row for {LABELS.get(space, space)}."
+    if "error" in row:
+        return f"Report card, {row['label']}: not scored ({row['error']})."
+    cells = " | ".join("—" if row.get(m) is None else f"{row[m]:.3f}" for m in METRICS)
+    return (f"**Report card, {row['label']}** (SynthFaces ground truth; higher is better; sample sizes in "
+            f"docs/report_card/report.json)\n\n| " + " | ".join(LABELS[m] for m in METRICS) + " |\n|"
+            + "---:|" * len(METRICS) + f"\n| {cells} |")
 
 
 def check(space: Any, preset: Any, seed: Any) -> tuple[str, str, int]:
@@ -134,6 +160,9 @@ def build(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
         with gr.Row():
             bars = gr.Plot()
             confusion = gr.Plot()
+        with gr.Accordion("The disentanglement report card for this space", open=False):
+            card = gr.Markdown(card_text("synthfaces"))
+        space.change(card_text, space, card, api_visibility="private")
 
 
         @gpu

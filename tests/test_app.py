@@ -104,7 +104,12 @@ def write_run(root: Path) -> Path:
                                                  "total_steps": 1000}))
     with open(run / "metrics.jsonl", "w") as f:
         for step in range(1, 21):
-            f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")
+            f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step, "images_per_s": 5.0,
+                                **{f"factor_w1/f{i}": i / 10 for i in range(6)}}) + "\n")
+    import torch
+
+    from core.imaging import save_grid
+    save_grid(torch.rand(4, 3, 16, 16), run / "samples" / "00000020.png", 2)
     return run
 
 
@@ -143,10 +148,20 @@ def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path)
             page.get_by_role("tab", name="Training monitor").click()
             frame = page.frame_locator("iframe[title='training monitor']")
             frame.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # rendered over the proxied websocket
-            count = ("() => Math.max(0, ...[...document.querySelectorAll('.js-plotly-plot')].map(e => "
-                     "(e._fullData || []).reduce((n, t) => n + (t._length || 0), 0)))")
+            count = ("() => { const e = document.querySelector('.js-plotly-plot');"  # the loss chart's points
+                     " return e ? (e._fullData || []).reduce((n, t) => n + (t._length || 0), 0) : 0; }")
             inner = next(f for f in page.frames if "/monitor" in f.url)
             first = inner.evaluate(count)
+            # the layout: losses first, the sample beside them, the factor_w1 family as one chart further down
+            titles = inner.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(e => "
+                                    "e.layout && e.layout.title ? (e.layout.title.text || e.layout.title) : '')")
+            titles = [re.sub(r"<[^>]+>", "", t) for t in titles]  # Streamlit wraps plot titles in <b>
+            assert titles and titles[0] == "loss" and "factor_w1/* (6 series)" in titles, titles
+            sample_y = inner.evaluate("() => { const i = document.querySelector('img'); "
+                                      "return i ? i.getBoundingClientRect().top : -1; }")
+            expander_y = inner.evaluate("() => { const e = document.querySelector('details, [data-testid=stExpander]');"
+                                        " return e ? e.getBoundingClientRect().top : -1; }")
+            assert 0 <= sample_y < expander_y  # the latest sample sits above the grouped sections
             with open(run / "metrics.jsonl", "a") as f:  # the run goes on: the live curve grows
                 for step in range(21, 41):
                     f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")

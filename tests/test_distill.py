@@ -150,6 +150,7 @@ def test_the_fidelity_report_on_a_tiny_generator(tmp_path):
     assert result["face_check_pass_rate_rendered"] > 0.9 and result["face_check_pass_rate"] < 0.5
     assert set(result["goals"]) == set(report.GOALS) and not result["goals"]["identity_cosine_median"]["met"]
     assert result["fid_inception"] is None and "Inception" in result["fid_inception_note"]
+    assert result["ppl_w_end_analyzer"] > 0 and result["ppl_z_full_analyzer"] > 0
     table = report.markdown(result)
     assert "| landmark NME vs true landmarks (goal <= 5 %) |" in table and "Goals met:" in table
     assert images["real"].shape == images["fake"].shape == (16, 3, 32, 32)

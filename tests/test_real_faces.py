@@ -157,3 +157,14 @@ def test_face_mixing_accepts_a_real_photo_for_real_sets_and_explains_it_for_the_
     with pytest.raises(RealPhotoError, match="only draws SynthFaces") as e:
         embedded.photo(tmp_path / "astronaut.png")
     assert e.value.aligned.shape == (256, 256, 3)
+
+
+def test_face_distances_of_mixes_with_the_real_backend(dlib_faces, photos):
+    from core.metrics.identity import face_distances
+    a, mirrored, group = photos["astronaut"], photos["mirrored"], photos["group"]
+    # a "mix" that is the identity donor mirrored: close to A, far from B
+    scores = face_distances([a], [group], [mirrored], dlib_faces)
+    assert scores.pairs == 1 and scores.to_identity_donor < 0.6 < scores.to_attribute_donor
+    assert scores.same_person_rate == 1.0
+    with pytest.raises(ValueError, match="found no face"):
+        face_distances([np.zeros((64, 64, 3), np.uint8)], [a], [a], dlib_faces)

@@ -77,11 +77,12 @@ def test_w_versus_nice_report(tmp_path):
         torch.nn.init.normal_(p, std=0.1)
     path = nice.save_pretrained(tmp_path / "nice")
     cfg = NiceConfig(generator=str(g), id_dim=5, disc_hidden=16, disc_steps=5, batch_size=8)
-    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)
+    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False, faces="dlib")
     assert set(result["spaces"]) == {"W", "NICE"} and "hair_colour" in result["dci_factors"]
     for space in result["spaces"].values():
         assert -1 <= space["similarity_to_identity_donor"] <= 1 and 0 <= space["dci_disentanglement"] <= 1
         assert math.isfinite(space["leak_identity_from_attribute_code"])
+        assert "found no face" in space["real_faces"]["note"]  # SynthFaces are no real faces: said, not faked
     assert arrays["identity_code"].shape == (200, 12) and arrays["attribute_code"].shape == (200, 20)
     table = nice_report.markdown(result)
     assert table.count("\n") == 2 + len(nice_report.ROWS) and "| W | NICE |" in table

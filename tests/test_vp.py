@@ -118,3 +118,19 @@ def test_vp_evidence_correlation_and_plot():
     assert np.isnan(rank_correlation(rows[:2]))
     svg = svg_scatter(rows, "t")
     assert svg.startswith("<svg") and svg.count("<circle") == 4 and "s3" in svg
+
+
+def test_the_vp_tab_shows_the_report_card_row_of_a_space(tmp_path):
+    import json
+
+    from apps.vp_metric import card_text
+    assert "No report card yet" in card_text("synthfaces", tmp_path / "missing.json")
+    row = {"space": "factors", "label": "SynthFaces factors (ceiling)", "dci_disentanglement": 0.9,
+           "dci_completeness": 0.8, "dci_informativeness": 1.0, "mig": 0.7, "sap": 0.6, "factor_vae": 1.0,
+           "beta_vae": 1.0, "vp": None}
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps({"rows": [row, {"space": "generator-z", "label": "generator z", "error": "later"}]}))
+    text = card_text("synthfaces", path)
+    assert "SynthFaces factors (ceiling)" in text and "| 0.900 | 0.800 |" in text and "MIG" in text
+    assert "not scored (later)" in card_text("generator-z", path)
+    assert "no row" in card_text("vae", path)

@@ -37,3 +37,31 @@ def mix_scores(sample_w: Callable[[int, torch.Generator], torch.Tensor], render:
         to_a.append((em * ea).sum(1))
         to_b.append((em * eb).sum(1))
     return MixScores(float(torch.cat(to_a).mean()), float(torch.cat(to_b).mean()), pairs)
+
+
+@dataclass
+class FaceDistances:
+    """Face-recognition distances of mixes to their donors (the DisGAN seed's identity metric on real faces)."""
+
+    to_identity_donor: float  # mean distance(mix, A): low for a good mix
+    to_attribute_donor: float  # mean distance(mix, B): high for a good mix
+    same_person_rate: float  # share of mixes the recogniser calls the identity donor
+    pairs: int  # pairs where all three faces were found
+
+
+def face_distances(identity: list, attributes: list, mixes: list, backend) -> FaceDistances:
+    """Distances between faces in uint8 RGB pictures ([H, W, 3] each) by a real-face backend (dlib's descriptor or
+    ArcFace, core.analysis.faces_backend); pairs where a face is not found are left out and counted."""
+    to_a, to_b, same = [], [], []
+    for a, b, m in zip(identity, attributes, mixes):
+        found = [backend.detect(x) for x in (a, b, m)]
+        if not all(f and f[0].embedding is not None for f in found):
+            continue
+        ea, eb, em = (max(f, key=lambda face: face.area).embedding for f in found)
+        to_a.append(backend.distance(em, ea))
+        to_b.append(backend.distance(em, eb))
+        same.append(to_a[-1] < backend.same_person_distance)
+    if not to_a:
+        raise ValueError("the face backend found no face in any pair; real-face distances need real faces")
+    n = len(to_a)
+    return FaceDistances(sum(to_a) / n, sum(to_b) / n, sum(same) / n, n)

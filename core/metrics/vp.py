@@ -35,14 +35,14 @@ class VPPreset:
 PRESETS = {
     "paper": VPPreset(pairs=10_000, test_ratio=0.9, epochs=60, lr=0.01, batch_size=32, runs=3),
     "fast": VPPreset(pairs=3_000, test_ratio=0.5, epochs=12, lr=0.003, batch_size=64, runs=3, width=32),
-    "interactive": VPPreset(pairs=1_200, test_ratio=0.5, epochs=10, lr=0.003, batch_size=50, runs=5, width=32,
-                            resolution=32, heavy_pairs=500),
+    "interactive": VPPreset(pairs=2_000, test_ratio=0.5, epochs=35, lr=0.003, batch_size=50, runs=5, width=32,
+                            resolution=32, heavy_pairs=400),
 }
 PRESET_NOTES = {
     "paper": "the authors' protocol: 10,000 pairs, 90 % held out, 60 epochs, Adam 0.01, batch 32, 3 runs",
     "fast": "3,000 pairs, 50 % held out, 12 epochs, a half-width predictor, 3 runs",
-    "interactive": "1,200 pairs (500 for the generator's spaces, whose faces take about 20 ms each to draw here) "
-                   "at 32 px, 50 % held out, 10 epochs, a half-width predictor; the first of 5 runs answers, the "
+    "interactive": "2,000 pairs (400 for the generator's spaces, whose faces take about 20 ms each to draw here) "
+                   "at 32 px, 50 % held out, 35 epochs, a half-width predictor; the first of 5 runs answers, the "
                    "others refine the mean and its spread while you watch",
 }
 

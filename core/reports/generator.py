@@ -5,9 +5,10 @@
 For held-out z, the generated face G(z) is compared with render(factors_from_z(z)): mean L1 in [0, 1] pixels,
 SSIM, the analyzer's identity cosine, landmark NME of the analyzer's reading against the true landmarks, the
 factor-reading error, the analyzer FD between the two sets with the real/real baseline (two independent rendered
-sets), Inception FID when torchvision's weights are on disk, and the share of generated faces that pass the
-analyzer's face check. Writes report.json, report.md (the table with the goals) and a contact sheet: rendered
-row above generated row.
+sets), Inception FID when torchvision's weights are on disk, the share of generated faces that pass the
+analyzer's face check, and the perceptual path length in W and Z (with the analyzer's feature distance, since
+LPIPS's weights cannot be downloaded here). Writes report.json, report.md (the table with the goals) and a contact
+sheet: rendered row above generated row.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from core.imaging import save_grid
 from core.metrics.fd import FeatureModelUnavailable, analyzer_features, frechet_distance, inception_features
 from core.metrics.fidelity import fidelity
+from core.metrics.ppl import analyzer_distance, ppl
 from core.synthfaces.latent import Z_DIM
 from core.train.distill import eval_latents, targets
 
@@ -58,6 +60,10 @@ def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, s
     except FeatureModelUnavailable as e:
         out["fid_inception"] = None
         out["fid_inception_note"] = str(e)
+    distance = analyzer_distance(analyzer)
+    for space, sampling in (("w", "end"), ("z", "full")):  # the StyleGAN papers' two usual variants
+        out[f"ppl_{space}_{sampling}_analyzer"] = ppl(G, distance, space, sampling, samples=min(samples, 500),
+                                                      crop=False, seed=seed)
     reference = targets(eval_latents(512, seed + 2), G.img_resolution)[0]
     check = FaceCheck(analyzer, reference)
     out["face_check_pass_rate"] = float(check.is_face(fake).float().mean())
@@ -77,7 +83,9 @@ ROWS = [("l1", "mean L1 (pixels in [0, 1])", "{:.4f}"), ("ssim", "SSIM", "{:.3f}
         ("fd_analyzer_real_real", "analyzer FD rendered vs rendered (baseline)", "{:.3f}"),
         ("fd_ratio", "FD ratio to the baseline (goal <= 3)", "{:.2f}"),
         ("face_check_pass_rate", "face check passes, generated (goal >= 99 %)", "{:.1%}"),
-        ("face_check_pass_rate_rendered", "face check passes, rendered", "{:.1%}")]
+        ("face_check_pass_rate_rendered", "face check passes, rendered", "{:.1%}"),
+        ("ppl_w_end_analyzer", "PPL in W, end sampling (analyzer distance, not LPIPS)", "{:.1f}"),
+        ("ppl_z_full_analyzer", "PPL in Z, full sampling (analyzer distance, not LPIPS)", "{:.1f}")]
 
 
 def markdown(result: dict[str, Any]) -> str:

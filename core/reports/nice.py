@@ -1,5 +1,6 @@
-"""Raw W against NICE codes on one generator: identity similarity of mixes, DCI against the factors the analyzer
-reads, leakage between the codes, and PCA plots of the identity and attribute codes.
+"""Raw W against NICE codes on one generator: identity similarity of mixes, DCI (disentanglement_lib's reference
+computation) against the factors the analyzer reads, leakage between the codes, PCA plots of the identity and
+attribute codes, and with --faces the face-recognition distances of the mixes (real model sets).
 
     python -m core.reports.nice [--config configs/nice_synthfaces.yaml] [--nice synthfaces_nice] [--out docs/nice]
 
@@ -13,12 +14,12 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from core.metrics.dci import dci
+from core.metrics.disentanglement import dci_reference
 from core.metrics.identity import mix_scores, split_w_mix
 from core.nice import NICE
 from core.synthfaces import FACTOR_NAMES
@@ -50,9 +51,30 @@ def read_codes(world: Frozen, nice: NICE, n: int, seed: int = 5, batch: int = 25
     return tuple(torch.cat(x).numpy() for x in (ws, codes, factors))
 
 
+def real_face_distances(world: Frozen, mix, backend, pairs: int, seed: int = 321) -> dict[str, Any]:
+    """The seed's face-recognition distances of mixes (real model sets): rendered donors and mixes through a real
+    backend. On SynthFaces no real face is found, and the result says so."""
+    from core.metrics.identity import face_distances
+    gen = torch.Generator().manual_seed(seed)
+    a, b = world.sample_w(pairs, gen), world.sample_w(pairs, gen)
+
+    def pictures(w: torch.Tensor) -> list[np.ndarray]:
+        with torch.no_grad():
+            images = world.render(w).clamp(0, 1)
+        return [(x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for x in images]
+
+    try:
+        d = face_distances(pictures(a), pictures(b), pictures(mix(a, b)), backend)
+    except ValueError as e:
+        return {"note": str(e)}
+    return {"distance_to_identity_donor": d.to_identity_donor, "distance_to_attribute_donor": d.to_attribute_donor,
+            "same_person_rate": d.same_person_rate, "pairs_with_faces": d.pairs}
+
+
 def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 256,
-           progress: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The W-vs-NICE numbers, and the arrays the PCA plots need."""
+           progress: bool = True, faces: Optional[str] = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The W-vs-NICE numbers, and the arrays the PCA plots need; with `faces` (a real-face backend name) also the
+    face-recognition distances of the mixes."""
     world = Frozen(cfg)
     nice = NICE.from_pretrained(nice_path).eval()
     if nice.dim != world.G.w_dim:
@@ -66,16 +88,21 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
     mixers = {"W": split_w_mix(nice.id_dim), "NICE": nice.mix}
     for space, code in (("W", w), ("NICE", codes)):
         scores = mix_scores(world.sample_w, world.render, world.analyzer, mixers[space], pairs=pairs)
-        d = dci(code, factors[:, cols])
+        cut = len(code) * 3 // 4  # disentanglement_lib's way: classifiers fit on one part, accuracy on the rest
+        d = dci_reference(code[:cut], factors[:cut][:, cols], code[cut:], factors[cut:][:, cols])
         leak = probe_leakage(replace(cfg, nice=str(nice_path) if space == "NICE" else ""), progress=progress)
         out["spaces"][space] = {
             "similarity_to_identity_donor": scores.to_identity_donor,
             "similarity_to_attribute_donor": scores.to_attribute_donor,
             "dci_disentanglement": d.disentanglement, "dci_completeness": d.completeness,
-            "dci_informativeness": d.informativeness,
+            "dci_informativeness": d.informativeness_test,
             "leak_attributes_from_identity_code": 1 - leak["attributes_from_identity_code"],
             "leak_identity_from_attribute_code": 1 - leak["identity_from_attribute_code"],
         }
+        if faces:
+            from core.analysis import faces_backend
+            out["spaces"][space]["real_faces"] = real_face_distances(world, mixers[space], faces_backend(faces),
+                                                                     min(pairs, 64))
     arrays = {"identity_code": codes[:, :nice.id_dim], "attribute_code": codes[:, nice.id_dim:], "factors": factors}
     return out, arrays
 
@@ -83,7 +110,7 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
 ROWS = [("similarity_to_identity_donor", "mix vs identity donor (cosine, higher is better; target >= 0.8)"),
         ("similarity_to_attribute_donor", "mix vs attribute donor (cosine, lower is better; target <= 0.3)"),
         ("dci_disentanglement", "DCI disentanglement"), ("dci_completeness", "DCI completeness"),
-        ("dci_informativeness", "DCI informativeness"),
+        ("dci_informativeness", "DCI informativeness (accuracy)"),
         ("leak_attributes_from_identity_code", "attributes predictable from identity code (R², lower is better)"),
         ("leak_identity_from_attribute_code", "identity predictable from attribute code (R², lower is better)")]
 
@@ -123,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/nice")
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--pairs", type=int, default=256)
+    p.add_argument("--faces", help="also score mixes with a real-face backend (dlib, insightface:ROOT): real sets")
     args = p.parse_args(argv)
     try:
         cfg = load_config(NiceConfig, args.config, {})
-        result, arrays = report(cfg, args.nice, args.samples, args.pairs)
+        result, arrays = report(cfg, args.nice, args.samples, args.pairs, faces=args.faces)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
