@@ -1,8 +1,9 @@
 """Attribute directions in a generator's W space; an edit is `w + alpha * scale * d`.
 
 - PCA (GANSpace-style): principal axes of W sampled through the mapping network.
-- Supervised (InterFaceGAN-style): generate faces, read each attribute with the face analyzer, and take the
-  normal of the least-squares linear boundary in W as the attribute's direction.
+- Supervised (InterFaceGAN-style): the normal of the least-squares linear boundary in W of each attribute. Its
+  labels are the exact factors of z for the distilled generator (core.synthfaces.latent), else the face
+  analyzer's readings of generated faces.
 - NICE axes: principal axes of a trained NICE's identity code and of its attribute code. These live in code space:
   the edit is `decode(encode(w) + alpha * scale * d)`, so an identity axis leaves the attribute code untouched.
 Every direction is a unit vector with a `scale`: the standard deviation of sampled W along it, so that
@@ -79,17 +80,28 @@ def fit_direction(w: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def supervised_directions(G: torch.nn.Module, analyzer: torch.nn.Module, n: int = 3000, seed: int = 1,
-                          attributes: tuple[str, ...] = SUPERVISED, batch: int = 100,
+def supervised_directions(G: torch.nn.Module, analyzer: Optional[torch.nn.Module] = None, n: int = 3000,
+                          seed: int = 1, attributes: tuple[str, ...] = SUPERVISED, batch: int = 100,
                           progress: bool = True) -> dict[str, Direction]:
-    """Directions whose moves the analyzer reads as each attribute changing."""
+    """Directions whose moves change each attribute. For the distilled generator they are fitted on the exact
+    factors of z (core.synthfaces.latent); for any other generator on what the analyzer reads in its faces."""
     from core.synthfaces import factor_index
-    w = sample_w(G, n, seed)
-    readings = []
-    for i in tqdm(range(0, n, batch), disable=not progress, desc="labelling generated faces"):
-        img = G.images_from_w(w[i:i + batch].to(G.mapping.w_avg.device)).clamp(0, 1)
-        readings.append(analyzer(img).factors.cpu())
-    factors = torch.cat(readings)
+    from core.synthfaces.latent import factors_from_z, is_distilled
+    if is_distilled(G):
+        z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+        device = G.mapping.w_avg.device
+        w = torch.cat([G.mapping(z[i:i + batch].to(device))[:, 0].cpu() for i in range(0, n, batch)])
+        factors = factors_from_z(z)
+    elif analyzer is None:
+        raise ValueError("this generator's z does not map to SynthFaces factors: supervised directions need an "
+                         "analyzer to read the factors of its faces")
+    else:
+        w = sample_w(G, n, seed)
+        readings = []
+        for i in tqdm(range(0, n, batch), disable=not progress, desc="labelling generated faces"):
+            img = G.images_from_w(w[i:i + batch].to(G.mapping.w_avg.device)).clamp(0, 1)
+            readings.append(analyzer(img).factors.cpu())
+        factors = torch.cat(readings)
     out = {}
     for name in attributes:
         vector, r2 = fit_direction(w, factors[:, factor_index(name)])
@@ -243,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    dirs = {**supervised_directions(G, load_analyzer("synthfaces"), args.samples),
+    from core.synthfaces.latent import is_distilled
+    exact = is_distilled(G)
+    dirs = {**supervised_directions(G, None if exact else load_analyzer("synthfaces"), args.samples),
             **pca_directions(sample_w(G, 10_000, seed=2), args.pca)}
+    print("supervised directions fitted on the " + ("exact factors of z (the distilled generator)" if exact else
+                                                    "analyzer's readings of generated faces"))
     path = resolve_checkpoint(args.generator)
     out = save_directions(path.with_name(f"{path.stem}_directions"), dirs, args.generator)
     for name, d in dirs.items():

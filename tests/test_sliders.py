@@ -192,3 +192,26 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
             browser.close()
     finally:
         demo.close()
+
+
+def test_the_distilled_generator_gets_directions_from_the_exact_factors_of_z(tiny_g):
+    from core.synthfaces import factor_index
+    from core.synthfaces.latent import factors_from_z
+    from core.train.distill import DistillConfig
+    from tests.test_distill import TINY
+    torch.manual_seed(0)
+    G = Generator(**DistillConfig(name="t", **TINY).generator_kwargs()).eval()
+    names = ("yaw", "smile", "skin_tone")
+    dirs = supervised_directions(G, None, n=600, attributes=names, progress=False)  # no analyzer: exact labels
+    z = torch.randn(500, G.z_dim, generator=torch.Generator().manual_seed(99))  # held out
+    with torch.no_grad():
+        w = G.mapping(z)[:, 0]
+    factors = factors_from_z(z)
+    for name, d in dirs.items():
+        along = ((w - w.mean(0)) @ d.vector).numpy()
+        corr = {o: abs(np.corrcoef(along, factors[:, factor_index(o)].numpy())[0, 1]) for o in names}
+        # measured over three seeds: own factor 0.56 to 0.84, the others at most 0.13
+        assert corr[name] > 0.35 and corr[name] > 2 * max(c for o, c in corr.items() if o != name), (name, corr)
+        assert d.kind == "supervised" and 0.2 < d.quality <= 1
+    with pytest.raises(ValueError, match="need an analyzer"):
+        supervised_directions(tiny_g, None, n=50, attributes=("yaw",), progress=False)

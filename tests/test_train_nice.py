@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from core.nice import NICE
@@ -85,5 +87,69 @@ def test_w_versus_nice_report(tmp_path):
         assert "found no face" in space["real_faces"]["note"]  # SynthFaces are no real faces: said, not faked
     assert arrays["identity_code"].shape == (200, 12) and arrays["attribute_code"].shape == (200, 20)
     table = nice_report.markdown(result)
-    assert table.count("\n") == 2 + len(nice_report.ROWS) and "| W | NICE |" in table
+    assert table.count("\n") == 2 + len(nice_report.ROWS) - 2 and "| W | NICE |" in table  # no true mix here
+    assert result["factors"] == "analyzer" and "true mix" not in table
     assert len(nice_report.pca_figure(arrays).data) == 4
+
+
+class IdentityMapping(torch.nn.Module):
+    """W is z (one w per latent), not normalised: the distilled generator's mapping convention."""
+
+    normalize_z = False
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("w_avg", torch.zeros(dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.unsqueeze(1)
+
+
+class RenderingGenerator(torch.nn.Module):
+    """A stand-in for a perfectly distilled generator: W is z, and a face is render(factors_from_z(w))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from core.synthfaces.latent import Z_DIM
+        self.z_dim = self.w_dim = Z_DIM
+        self.img_resolution = 32
+        self.mapping = IdentityMapping(Z_DIM)
+
+    def images_from_w(self, w: torch.Tensor) -> torch.Tensor:
+        from core.synthfaces.latent import factors_from_z
+        from core.synthfaces.render import render
+        return render(factors_from_z(w), self.img_resolution)[0]
+
+
+def test_mixes_are_scored_against_the_true_mix_on_the_distilled_generator():
+    from core.analysis import load_analyzer
+    from core.metrics.identity import split_w_mix, true_mix_scores
+    from core.synthfaces.factors import NUM_IDENTITY
+    G, analyzer = RenderingGenerator(), load_analyzer("synthfaces")
+    exact = true_mix_scores(G, analyzer, split_w_mix(NUM_IDENTITY), pairs=24, batch=12)  # z's identity coordinates
+    assert exact.l1 < 1e-6 and exact.identity_cosine > 0.999 and exact.pairs == 24
+    wrong = true_mix_scores(G, analyzer, lambda a, b: b, pairs=24)  # B itself: B's identity, not A's
+    assert wrong.l1 > 0.02 and wrong.identity_cosine < exact.identity_cosine - 0.3, wrong
+    with pytest.raises(ValueError, match="distilled generator"):
+        true_mix_scores(Generator(**tiny_kwargs(resolution=32)), analyzer, lambda a, b: a, pairs=2)
+
+
+def test_the_nice_report_uses_exact_factors_and_the_true_mix_on_a_distilled_generator(tmp_path):
+    from core.reports import nice as nice_report
+    from core.synthfaces import FACTOR_NAMES
+    from core.train.distill import DistillConfig
+    from tests.test_distill import TINY
+    torch.manual_seed(0)
+    G = Generator(**DistillConfig(name="t", **TINY).generator_kwargs())
+    g = G.save_pretrained(tmp_path / "g")
+    nice = NICE(32, 12, hidden=32, depth=2)
+    path = nice.save_pretrained(tmp_path / "nice")
+    cfg = NiceConfig(generator=str(g), id_dim=12, disc_hidden=16, disc_steps=5, batch_size=8)
+    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)
+    assert result["factors"] == "exact (distilled generator)" and result["dci_factors"] == list(FACTOR_NAMES)
+    for space in result["spaces"].values():
+        assert -1 <= space["identity_cosine_to_true_mix"] <= 1 and 0 < space["l1_to_true_mix"] < 1
+    assert "| mix vs true mix (pixel L1" in nice_report.markdown(result)
+    # the exact factors: in [0, 1], glasses exactly 0 or 1
+    glasses = arrays["factors"][:, FACTOR_NAMES.index("sunglasses")]
+    assert set(np.unique(glasses)) <= {0.0, 1.0} and arrays["factors"].min() >= 0

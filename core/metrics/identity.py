@@ -65,3 +65,38 @@ def face_distances(identity: list, attributes: list, mixes: list, backend) -> Fa
         raise ValueError("the face backend found no face in any pair; real-face distances need real faces")
     n = len(to_a)
     return FaceDistances(sum(to_a) / n, sum(to_b) / n, sum(same) / n, n)
+
+
+@dataclass
+class TrueMixScores:
+    """A mix against the true mix, which only the distilled generator has: render(A's identity factors, B's
+    attribute factors)."""
+
+    identity_cosine: float  # mean analyzer cosine(mix, true mix): high for a good mix
+    l1: float  # mean absolute pixel difference in [0, 1] from the true mix: low for a good mix
+    pairs: int
+
+
+@torch.no_grad()
+def true_mix_scores(G: torch.nn.Module, analyzer: torch.nn.Module,
+                    mix: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], pairs: int = 256, seed: int = 123,
+                    batch: int = 64) -> TrueMixScores:
+    """Score a mixing function on W (`mix(w_a, w_b)`) of the distilled generator G against the true mix, over
+    `pairs` seeded pairs of z (mapped without truncation, so that factors_from_z(z) are their exact factors)."""
+    from core.synthfaces.factors import NUM_IDENTITY
+    from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled
+    from core.synthfaces.render import render
+    if not is_distilled(G):
+        raise ValueError("the true mix needs the distilled generator, whose z maps to SynthFaces factors")
+    gen = torch.Generator().manual_seed(seed)
+    device = G.mapping.w_avg.device
+    cosines, l1 = [], []
+    for start in range(0, pairs, batch):
+        n = min(batch, pairs - start)
+        z_a, z_b = torch.randn(n, Z_DIM, generator=gen), torch.randn(n, Z_DIM, generator=gen)
+        f_a, f_b = factors_from_z(z_a), factors_from_z(z_b)
+        true = render(torch.cat([f_a[:, :NUM_IDENTITY], f_b[:, NUM_IDENTITY:]], 1), G.img_resolution)[0].to(device)
+        mixed = G.images_from_w(mix(G.mapping(z_a.to(device))[:, 0], G.mapping(z_b.to(device))[:, 0])).clamp(0, 1)
+        cosines.append((analyzer(mixed).embedding * analyzer(true).embedding).sum(1).cpu())
+        l1.append((mixed - true).abs().flatten(1).mean(1).cpu())
+    return TrueMixScores(float(torch.cat(cosines).mean()), float(torch.cat(l1).mean()), pairs)

@@ -36,12 +36,12 @@ PRESETS = {
     "paper": VPPreset(pairs=10_000, test_ratio=0.9, epochs=60, lr=0.01, batch_size=32, runs=3),
     "fast": VPPreset(pairs=3_000, test_ratio=0.5, epochs=12, lr=0.003, batch_size=64, runs=3, width=32),
     "interactive": VPPreset(pairs=2_000, test_ratio=0.5, epochs=35, lr=0.003, batch_size=50, runs=5, width=32,
-                            resolution=32, heavy_pairs=400),
+                            resolution=32, heavy_pairs=250),
 }
 PRESET_NOTES = {
     "paper": "the authors' protocol: 10,000 pairs, 90 % held out, 60 epochs, Adam 0.01, batch 32, 3 runs",
     "fast": "3,000 pairs, 50 % held out, 12 epochs, a half-width predictor, 3 runs",
-    "interactive": "2,000 pairs (400 for the generator's spaces, whose faces take about 20 ms each to draw here) "
+    "interactive": "2,000 pairs (250 for the generator's spaces, whose faces take 30 to 40 ms each to draw here) "
                    "at 32 px, 50 % held out, 35 epochs, a half-width predictor; the first of 5 runs answers, the "
                    "others refine the mean and its spread while you watch",
 }
@@ -247,14 +247,14 @@ def latent_space(name: str, models: str = "embedded", device: str = "cpu", resol
             vae = VAE.from_pretrained(name[4:], device=device)
         return LatentSpace(lambda z: vae.decode(z.to(device)).cpu(), vae.dim_z, (-2.0, 2.0))
     if name in ("generator-z", "generator-w", "generator-nice"):
-        from core.synthfaces.latent import LATENT_NAMES, Z_DIM
+        from core.synthfaces.latent import LATENT_NAMES, is_distilled
         G = hub.load_frozen(models, "generator", device=device)
 
         def render_w(w: torch.Tensor) -> torch.Tensor:
             return G.images_from_w(w.to(device)).clamp(0, 1).cpu()
 
         if name == "generator-z":
-            distilled = G.z_dim == Z_DIM and not G.mapping.normalize_z
+            distilled = is_distilled(G)
             return LatentSpace(lambda z: render_w(G.mapping(z.to(device))[:, 0]), G.z_dim, (-2.0, 2.0),
                                list(LATENT_NAMES) if distilled else None, heavy=True)
         with torch.no_grad():

@@ -26,7 +26,7 @@ import torch
 
 from core.metrics.disentanglement import beta_vae_score, dci_reference, factor_vae_score, mig, sap
 from core.synthfaces.factors import NUM_FACTORS
-from core.synthfaces.latent import Z_DIM, factors_from_z, z_from_factors
+from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled, z_from_factors
 
 SIZES = {"dci_train": 1500, "dci_test": 500, "mig": 3000, "sap": 3000, "variance": 2000, "votes_train": 300,
          "votes_eval": 150, "batch": 64}
@@ -87,7 +87,7 @@ def spaces(models: str = "embedded") -> dict[str, Space]:
         @torch.no_grad()
         def codes(factors: np.ndarray) -> np.ndarray:
             G = hub.load_frozen(models, "generator")
-            if G.z_dim != Z_DIM or G.mapping.normalize_z:
+            if not is_distilled(G):
                 raise ValueError("the generator is not the distilled one: its z does not map to SynthFaces factors")
             z = z_from_factors(torch.from_numpy(factors).float())
             if part == "z":

@@ -1,6 +1,8 @@
 """Raw W against NICE codes on one generator: identity similarity of mixes, DCI (disentanglement_lib's reference
-computation) against the factors the analyzer reads, leakage between the codes, PCA plots of the identity and
-attribute codes, and with --faces the face-recognition distances of the mixes (real model sets).
+computation) against the factors, leakage between the codes, PCA plots of the identity and attribute codes, and
+with --faces the face-recognition distances of the mixes (real model sets). On the distilled generator the factors
+are exact (those of z) and each mix is also compared with the true mix, render(A's identity factors, B's attribute
+factors); on any other generator the factors are those the analyzer reads reliably.
 
     python -m core.reports.nice [--config configs/nice_synthfaces.yaml] [--nice synthfaces_nice] [--out docs/nice]
 
@@ -20,9 +22,10 @@ import numpy as np
 import torch
 
 from core.metrics.disentanglement import dci_reference
-from core.metrics.identity import mix_scores, split_w_mix
+from core.metrics.identity import mix_scores, split_w_mix, true_mix_scores
 from core.nice import NICE
 from core.synthfaces import FACTOR_NAMES
+from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled
 from core.train.nice import Frozen, NiceConfig, probe_leakage
 
 RELIABLE_MAE = 0.1  # DCI uses the factors the analyzer reads to within this mean absolute error (its own report)
@@ -40,15 +43,22 @@ def reliable_factors(analyzer: str = "synthfaces") -> list[str]:
 
 @torch.no_grad()
 def read_codes(world: Frozen, nice: NICE, n: int, seed: int = 5, batch: int = 250) -> tuple[np.ndarray, ...]:
-    """(W [n, d], NICE codes [n, d], analyzer factors [n, F]) of n seeded faces."""
+    """(W [n, d], NICE codes [n, d], factors [n, F]) of n seeded faces. The factors are exact for the distilled
+    generator (factors_from_z of untruncated z); otherwise they are what the analyzer reads."""
+    exact = is_distilled(world.G)
     gen = torch.Generator().manual_seed(seed)
     ws, codes, factors = [], [], []
     for start in range(0, n, batch):
-        w = world.sample_w(min(batch, n - start), gen)
+        if exact:
+            z = torch.randn(min(batch, n - start), Z_DIM, generator=gen)
+            w = world.G.mapping(z.to(world.device))[:, 0]
+            factors.append(factors_from_z(z))
+        else:
+            w = world.sample_w(min(batch, n - start), gen)
+            factors.append(world.read(w)[1].factors)
         ws.append(w)
         codes.append(nice.encode(w))
-        factors.append(world.read(w)[1].factors)
-    return tuple(torch.cat(x).numpy() for x in (ws, codes, factors))
+    return tuple(torch.cat(x).cpu().numpy() for x in (ws, codes, factors))
 
 
 def real_face_distances(world: Frozen, mix, backend, pairs: int, seed: int = 321) -> dict[str, Any]:
@@ -81,10 +91,12 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
         raise ValueError(f"{nice_path} works on {nice.dim}-d latents; {cfg.generator} has {world.G.w_dim}-d W")
     cfg = replace(cfg, id_dim=nice.id_dim)
     w, codes, factors = read_codes(world, nice, samples)
-    names = reliable_factors(cfg.analyzer)
+    exact = is_distilled(world.G)
+    names = list(FACTOR_NAMES) if exact else reliable_factors(cfg.analyzer)
     cols = [FACTOR_NAMES.index(n) for n in names]
     out: dict[str, Any] = {"generator": cfg.generator, "nice": str(nice_path), "samples": samples, "pairs": pairs,
-                           "dci_factors": names, "spaces": {}}
+                           "dci_factors": names, "factors": "exact (distilled generator)" if exact else "analyzer",
+                           "spaces": {}}
     mixers = {"W": split_w_mix(nice.id_dim), "NICE": nice.mix}
     for space, code in (("W", w), ("NICE", codes)):
         scores = mix_scores(world.sample_w, world.render, world.analyzer, mixers[space], pairs=pairs)
@@ -99,6 +111,9 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
             "leak_attributes_from_identity_code": 1 - leak["attributes_from_identity_code"],
             "leak_identity_from_attribute_code": 1 - leak["identity_from_attribute_code"],
         }
+        if exact:
+            true = true_mix_scores(world.G, world.analyzer, mixers[space], pairs=pairs)
+            out["spaces"][space].update(identity_cosine_to_true_mix=true.identity_cosine, l1_to_true_mix=true.l1)
         if faces:
             from core.analysis import faces_backend
             out["spaces"][space]["real_faces"] = real_face_distances(world, mixers[space], faces_backend(faces),
@@ -112,7 +127,9 @@ ROWS = [("similarity_to_identity_donor", "mix vs identity donor (cosine, higher 
         ("dci_disentanglement", "DCI disentanglement"), ("dci_completeness", "DCI completeness"),
         ("dci_informativeness", "DCI informativeness (accuracy)"),
         ("leak_attributes_from_identity_code", "attributes predictable from identity code (R², lower is better)"),
-        ("leak_identity_from_attribute_code", "identity predictable from attribute code (R², lower is better)")]
+        ("leak_identity_from_attribute_code", "identity predictable from attribute code (R², lower is better)"),
+        ("identity_cosine_to_true_mix", "mix vs true mix (analyzer cosine, higher is better; distilled generator)"),
+        ("l1_to_true_mix", "mix vs true mix (pixel L1, lower is better; distilled generator)")]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -120,6 +137,8 @@ def markdown(result: dict[str, Any]) -> str:
     spaces = list(result["spaces"])
     lines = ["| measure | " + " | ".join(spaces) + " |", "|---|" + "---:|" * len(spaces)]
     for key, label in ROWS:
+        if key not in result["spaces"][spaces[0]]:
+            continue
         lines.append(f"| {label} | " + " | ".join(f"{result['spaces'][s][key]:.3f}" for s in spaces) + " |")
     return "\n".join(lines) + "\n"
 

@@ -69,3 +69,9 @@ def factor_of_latent(name: str) -> tuple[str, ...]:
     if name not in CONTINUOUS_FACTORS:
         raise KeyError(f"unknown latent coordinate {name!r}; known: {', '.join(LATENT_NAMES)}")
     return (name,)
+
+
+def is_distilled(G: torch.nn.Module) -> bool:
+    """Whether a generator takes this latent: a z of Z_DIM coordinates that the mapping does not normalise (the
+    distilled generator), so that factors_from_z(z) are the exact factors of G(z)."""
+    return G.z_dim == Z_DIM and not getattr(G.mapping, "normalize_z", True)
