@@ -148,7 +148,7 @@ def proxy_routes(monitor: MonitorProcess) -> list[BaseRoute]:
         await upstream.close()
         try:
             await ws.close()
-        except RuntimeError:
+        except (RuntimeError, WebSocketDisconnect):
             pass  # already closed by the browser
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -51,6 +51,9 @@ def test_metrics_tail_reads_only_new_complete_lines(tmp_path):
     assert tail.poll() == 2
     assert tail.series["loss"].steps == [1, 2, 3] and tail.series["acc"].steps == [2]
     assert tail.steps_per_second() == pytest.approx(1.0)
+    with open(path, "a") as f:  # stopped for an hour, then on at the same pace: the speed is still one step a second
+        f.write("".join(json.dumps({"step": s, "time": 3600.0 + s}) + "\n" for s in range(4, 8)))
+    assert tail.poll() == 4 and tail.steps_per_second() == pytest.approx(1.0)
     path.write_text('{"step": 1, "time": 9.0, "loss": 7.0}\nnot json\n')  # rewound by a resumed run
     assert tail.poll() == 1 and tail.series["loss"].values == [7.0] and tail.bad_lines == 1
     with open(path, "a") as f:  # text, bools and nulls are not scalars; a record needs an integer step

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,11 +104,12 @@ class MetricsTail:
         return max((s.steps[-1] for s in self.series.values() if s.steps), default=0)
 
     def steps_per_second(self, window: int = 50) -> Optional[float]:
-        """Training speed over the last `window` records (None until two records with distinct times exist)."""
+        """Training speed: the median over the intervals between the last `window` records, so that a pause (a
+        stopped run, or a resume after a while) does not drag it down (None until two records with distinct times
+        exist)."""
         recent = self.times[-window:]
-        if len(recent) < 2 or recent[-1][1] <= recent[0][1] or recent[-1][0] <= recent[0][0]:
-            return None
-        return (recent[-1][0] - recent[0][0]) / (recent[-1][1] - recent[0][1])
+        rates = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(recent, recent[1:]) if b[1] > a[1] and b[0] > a[0]]
+        return float(statistics.median(rates)) if rates else None
 
 
 @dataclass
