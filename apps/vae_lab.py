@@ -68,7 +68,8 @@ class VAEPage:
 
     def sample(self, choice, seed):
         seed = int(as_number(seed, "sample seed", 0, 2 ** 31 - 1, whole=True))
-        return [(to_array(x), f"z ~ N(0, I), seed {seed}, #{i}") for i, x in enumerate(self.editor(choice).sample(8, seed))]
+        images = self.editor(choice).sample(8, seed)
+        return [(to_array(x), f"z ~ N(0, I), seed {seed}, #{i}") for i, x in enumerate(images)]
 
     def interpolate(self, choice, seed_a, seed_b, steps):
         steps = int(as_number(steps, "steps", 3, 12, whole=True))

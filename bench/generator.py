@@ -32,7 +32,8 @@ def run_row(row: dict) -> dict:
     torch.backends.cudnn.allow_tf32 = False
     device = torch.device(row["device"])
     overrides = dict(row.get("overrides") or {})
-    G = Generator(**generator_kwargs(row["cfg"], row["resolution"], **overrides)).eval().requires_grad_(False).to(device)
+    G = Generator(**generator_kwargs(row["cfg"], row["resolution"], **overrides))
+    G = G.eval().requires_grad_(False).to(device)
     z = torch.randn(row["batch"], G.z_dim, device=device)
     ws = G.mapping(z, truncation_psi=0.7)
     kwargs = {}
@@ -68,7 +69,8 @@ def run_row(row: dict) -> dict:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(row, ms_per_image=1000 * elapsed / images, images_per_s=images / elapsed, peak_mib=peak_mib,
                 warmup_s=warm_s, params=sum(p.numel() for p in G.parameters()),
-                device_name=torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}")
+                device_name=(torch.cuda.get_device_name() if device.type == "cuda"
+                             else f"cpu x{torch.get_num_threads()}"))
 
 
 def _spawn(row: dict) -> dict:
@@ -83,7 +85,8 @@ def format_table(results: list[dict]) -> str:
     head = f"{'config':<12}{'res':>6}{'batch':>6}  {'device':<20}{'mode':<10}{'ms/img':>10}{'img/s':>9}{'peak MiB':>10}"
     lines = [head, "-" * len(head)]
     for r in results:
-        prefix = f"{r['cfg']:<12}{r['resolution']:>6}{r['batch']:>6}  {r.get('device_name', r['device']):<20}{r['mode']:<10}"
+        prefix = (f"{r['cfg']:<12}{r['resolution']:>6}{r['batch']:>6}  "
+                  f"{r.get('device_name', r['device']):<20}{r['mode']:<10}")
         if "error" in r:
             lines.append(prefix + f"  error: {r['error'][:60]}")
         else:

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not torch.cuda.is_available():
         print("no CUDA device here", file=sys.stderr)
         return 2
-    print(f"{'device':<8}{'batch':>6}  {'precision':<10}{'G params':>10}{'img/s':>10}   overrides: {' '.join(args.set) or '-'}")
+    print(f"{'device':<8}{'batch':>6}  {'precision':<10}{'G params':>10}{'img/s':>10}   "
+          f"overrides: {' '.join(args.set) or '-'}")
     for batch in map(int, args.batch.split(",")):
         for precision in args.precision.split(","):
             overrides = {**parse_overrides(args.set), "batch_size": batch, "mixed_precision": precision,

@@ -110,8 +110,8 @@ def _header(data: bytes, path: Path) -> dict[str, dict[str, Any]]:
         header.pop("__metadata__", None)
         return {k: {"dtype": v["dtype"], "shape": list(v["shape"])} for k, v in header.items()}
     except (ValueError, KeyError, TypeError) as e:
-        raise CorruptCheckpointError(f"{path} ({len(data)} bytes) is corrupt or truncated and cannot be read: bad header "
-                              f"({e})") from e
+        raise CorruptCheckpointError(f"{path} ({len(data)} bytes) is corrupt or truncated and cannot be read: "
+                                     f"bad header ({e})") from e
 
 
 def _read_verified(path: Path, config: dict[str, Any]) -> bytes:
@@ -123,8 +123,9 @@ def _read_verified(path: Path, config: dict[str, Any]) -> bytes:
                               f"{path}")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise CorruptCheckpointError(f"{path} ({len(data)} bytes) is corrupt or truncated: its SHA-256 is {actual[:16]}..., "
-                              f"its config records {str(expected)[:16]}...; restore or re-download the file")
+        raise CorruptCheckpointError(f"{path} ({len(data)} bytes) is corrupt or truncated: its SHA-256 is "
+                                     f"{actual[:16]}..., its config records {str(expected)[:16]}...; restore or "
+                                     f"re-download the file")
     return data
 
 
@@ -189,7 +190,8 @@ def model_class(kind: str) -> type["Pretrained"]:
         for name in MODEL_MODULES:
             importlib.import_module(name)
     if kind not in _KINDS:
-        raise CheckpointError(f"no model class for checkpoints of kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
+        raise CheckpointError(f"no model class for checkpoints of kind {kind!r}; "
+                              f"known kinds: {', '.join(sorted(_KINDS))}")
     return _KINDS[kind]
 
 

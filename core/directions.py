@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_checkpoint(args.generator)
     out = save_directions(path.with_name(f"{path.stem}_directions"), dirs, args.generator)
     for name, d in dirs.items():
-        print(f"{name:>16} {d.kind:>10}  {'R^2' if d.kind == 'supervised' else 'var'} {d.quality:.3f}  scale {d.scale:.3f}")
+        measure = "R^2" if d.kind == "supervised" else "var"
+        print(f"{name:>16} {d.kind:>10}  {measure} {d.quality:.3f}  scale {d.scale:.3f}")
     print(f"wrote {out}")
     return 0
 

@@ -263,7 +263,8 @@ class FaceMixer:
         e_id, e_attr = self.embed(self.render(w_identities)), self.embed(self.render(w_attributes))
         return images, _pair_scores(self.embed(images), e_id.repeat_interleave(m, dim=0), e_attr.repeat(n, 1))
 
-    def strip(self, w_a: torch.Tensor, w_b: torch.Tensor, part: str, steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    def strip(self, w_a: torch.Tensor, w_b: torch.Tensor, part: str,
+              steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
         """Move only the identity or only the attributes of A towards B: images [steps, 3, H, W] and [steps, 2]
         similarities to A and to B."""
         if not 2 <= steps <= 32:

@@ -58,8 +58,10 @@ class VAE(torch.nn.Module, Pretrained):
                 torch.nn.Flatten())
             features = 4 * w * 5 * 5
             self.decoder = torch.nn.Sequential(
-                torch.nn.Linear(dim_z, 4 * w * 6 * 6), torch.nn.ReLU(inplace=True), torch.nn.Unflatten(1, (4 * w, 6, 6)),
-                torch.nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), torch.nn.BatchNorm2d(2 * w), torch.nn.ReLU(inplace=True),
+                torch.nn.Linear(dim_z, 4 * w * 6 * 6), torch.nn.ReLU(inplace=True),
+                torch.nn.Unflatten(1, (4 * w, 6, 6)),
+                torch.nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), torch.nn.BatchNorm2d(2 * w),
+                torch.nn.ReLU(inplace=True),
                 torch.nn.ConvTranspose2d(2 * w, w, 4, 2, 1), torch.nn.BatchNorm2d(w), torch.nn.ReLU(inplace=True),
                 torch.nn.ConvTranspose2d(w, 3, 4, 2, 1), torch.nn.Sigmoid())
         self.mu = torch.nn.Linear(features, dim_z)
@@ -92,7 +94,8 @@ class VAE(torch.nn.Module, Pretrained):
         return VAEOutput(self.decode(z), mu, logvar)
 
 
-def vae_loss(images: torch.Tensor, out: VAEOutput, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vae_loss(images: torch.Tensor, out: VAEOutput,
+             beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, reconstruction BCE, KL), each summed over pixels / code dimensions and averaged over the batch."""
     bce = F.binary_cross_entropy(out.recon.flatten(1), images.flatten(1), reduction="sum") / len(images)
     kl = -0.5 * (1 + out.logvar - out.mu.square() - out.logvar.exp()).sum() / len(images)

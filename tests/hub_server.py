@@ -1,9 +1,11 @@
 """A stand-in Hugging Face Hub on 127.0.0.1 for tests: serves files the test made, with the Hub's headers.
 
 Downloads: HEAD/GET /{repo}/resolve/{revision}/{path} with X-Repo-Commit, ETag and Content-Length, byte ranges
-(huggingface_hub resumes with a Range request when it got whole chunks), and the Hub's X-Error-Code on 404s. Faults on request: `truncate_once`
+(huggingface_hub resumes with a Range request when it got whole chunks), and the Hub's X-Error-Code on 404s.
+Faults on request: `truncate_once`
 (the first GET of a file stops half-way and drops the connection), `truncate_always`, `corrupt` (serves junk).
-Uploads: create repo, model-card YAML validation, preupload (every file 'regular') and NDJSON commits, enough for HfApi.upload_folder.
+Uploads: create repo, model-card YAML validation, preupload (every file 'regular') and NDJSON commits, enough for
+HfApi.upload_folder.
 """
 from __future__ import annotations
 

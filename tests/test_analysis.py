@@ -1,4 +1,5 @@
-"""Face analyzer: training loop learns on SynthFaces, metrics are right, checkpoints and backends load or fail clearly."""
+"""Face analyzer: training loop learns on SynthFaces, metrics are right, checkpoints and backends load or fail
+clearly."""
 from __future__ import annotations
 
 import json
@@ -53,7 +54,8 @@ def test_tiny_training_run_learns_and_resumes(tmp_path):
     # resuming a finished 2-epoch run with epochs=3 trains exactly one more epoch
     cfg.epochs = 3
     train_analyzer(cfg, resume=True, progress=False)
-    epochs = [x["epoch"] for x in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines()) if "epoch" in x]
+    records = map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
+    epochs = [x["epoch"] for x in records if "epoch" in x]
     assert epochs == [0, 1, 2]
     with pytest.raises(FileExistsError, match="--resume"):
         train_analyzer(cfg, progress=False)
@@ -62,7 +64,8 @@ def test_tiny_training_run_learns_and_resumes(tmp_path):
 def test_landmark_fine_tune_trains_only_the_named_parts(tmp_path):
     common = dict(runs_dir=str(tmp_path), train_identities=12, per_identity=6, val_identities=6, val_per_identity=3,
                   width=8, hidden=64, embed_dim=32, batch_size=24, log_every=1)
-    train_analyzer(AnalyzerConfig(name="base", epochs=1, ship=True, ship_to=str(tmp_path / "base"), **common), progress=False)
+    train_analyzer(AnalyzerConfig(name="base", epochs=1, ship=True, ship_to=str(tmp_path / "base"), **common),
+                   progress=False)
     base = FaceAnalyzer.from_pretrained(tmp_path / "base.safetensors")
     parts = ["landmark_lateral", "landmark_head", "landmark_refine", "factor_head"]
     cfg = AnalyzerConfig(name="fine", epochs=2, lr=0.003, init_from=str(tmp_path / "base.safetensors"),

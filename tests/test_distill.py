@@ -175,9 +175,9 @@ def test_the_readme_try_it_commands_never_touch_the_shipped_checkpoints(tmp_path
                  "checkpoint_every=2"]
     assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--set", *tiny_sets,
                  "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
-    assert main(["gan", "--config", str(ROOT / "configs/gan_synthfaces64_cpu.yaml"), "--set", *tiny_sets, "name=gan_try",
-                 "channel_base=256", "channel_max=16", "d_channel_base=256", "d_channel_max=16", "batch_size=4",
-                 "mbstd_group=2"]) == 0
+    assert main(["gan", "--config", str(ROOT / "configs/gan_synthfaces64_cpu.yaml"), "--set", *tiny_sets,
+                 "name=gan_try", "channel_base=256", "channel_max=16", "d_channel_base=256", "d_channel_max=16",
+                 "batch_size=4", "mbstd_group=2"]) == 0
     assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--ship", "--set", *tiny_sets,
                  "name=empty_ship", "ship_to=", "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
     assert snapshot() == before

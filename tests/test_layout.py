@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +67,10 @@ def test_publishing_sits_above_the_loader():
     assert not any(m.startswith("core.train") or m == "core.publish" for m in everywhere["core.hub"])
     users = sorted(name for name, deps in everywhere.items() if "core.publish" in deps)
     assert users == [], users
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (requirements-dev.txt installs it)")
+def test_the_code_passes_the_linter():
+    ruff = shutil.which("ruff")
+    done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -120,7 +120,8 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
     assert "face A: upload, projected" in text
     items, columns, png, archive = page.grid("1, 2", "3 4 5", 0.7, session="t")
     assert len(items) == 6 and columns == 3 and items[0][1].startswith("id 1 on 3: A ")
-    assert Image.open(png).size == (3 * 66 + 2, 2 * 66 + 2) and len(__import__("zipfile").ZipFile(archive).namelist()) == 6
+    assert Image.open(png).size == (3 * 66 + 2, 2 * 66 + 2)
+    assert len(__import__("zipfile").ZipFile(archive).namelist()) == 6
     *strips, gif_id, gif_attr = page.strips(1, None, 2, None, 0.7, 4, session="t")
     assert [len(s) for s in strips] == [4, 4] and Image.open(gif_id).n_frames == 4 + 2
     not_image = tmp_path / "notes.txt"

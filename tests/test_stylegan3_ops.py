@@ -29,7 +29,8 @@ def test_radial_2d_downsampling_matches_reference():
     f = design_lowpass_filter(12, cutoff=8, width=6, fs=32, radial=True)
     assert f.ndim == 2
     for pad in [(0, 0, 0, 0), (1, 2, 1, 2)]:
-        assert torch.allclose(upfirdn2d(x, f, down=2, padding=pad), upfirdn2d_reference(x, f, down=2, padding=pad), atol=1e-6)
+        assert torch.allclose(upfirdn2d(x, f, down=2, padding=pad), upfirdn2d_reference(x, f, down=2, padding=pad),
+                              atol=1e-6)
 
 
 def test_filtered_lrelu_fast_equals_reference_and_output_size():

@@ -19,11 +19,12 @@ from core.vae import attribute_direction, edit, interpolate
 
 def test_mlp_is_the_notebook_architecture():
     m = VAE(dim_z=64)
-    linears = [(l.in_features, l.out_features) for l in m.encoder if isinstance(l, torch.nn.Linear)]
+    linears = [(layer.in_features, layer.out_features) for layer in m.encoder if isinstance(layer, torch.nn.Linear)]
     assert linears == [(6075, 1500), (1500, 1000)]
-    assert [type(l).__name__ for l in m.encoder] == ["Linear", "BatchNorm1d", "ReLU"] * 2
-    assert (m.mu.in_features, m.mu.out_features) == (1000, 64) and (m.logvar.in_features, m.logvar.out_features) == (1000, 64)
-    dec = [(l.in_features, l.out_features) for l in m.decoder if isinstance(l, torch.nn.Linear)]
+    assert [type(layer).__name__ for layer in m.encoder] == ["Linear", "BatchNorm1d", "ReLU"] * 2
+    assert (m.mu.in_features, m.mu.out_features) == (1000, 64)
+    assert (m.logvar.in_features, m.logvar.out_features) == (1000, 64)
+    dec = [(layer.in_features, layer.out_features) for layer in m.decoder if isinstance(layer, torch.nn.Linear)]
     assert dec == [(64, 1000), (1000, 1500), (1500, INPUT)] and isinstance(m.decoder[-1], torch.nn.Sigmoid)
     out = m.eval()(torch.rand(3, 3, 45, 45))
     assert out.recon.shape == (3, 3, 45, 45) and out.recon.min() >= 0 and out.recon.max() <= 1
@@ -149,7 +150,8 @@ def test_vae_lab_page_reconstructs_samples_interpolates_and_edits(tmp_path):
     Image.fromarray(np.full((80, 60, 4), 200, np.uint8)).save(tmp_path / "up.png")
     *_, note = page.reconstruct(next(iter(vae_lab.MODELS)), 3, str(tmp_path / "up.png"), 0, 0, 0)
     assert "upload" in note
-    for call in (lambda: page.reconstruct("a GAN", 3, None, 0, 0, 0), lambda: page.sample("VAE (notebook MLP, beta 1)", -1),
+    for call in (lambda: page.reconstruct("a GAN", 3, None, 0, 0, 0),
+                 lambda: page.sample("VAE (notebook MLP, beta 1)", -1),
                  lambda: page.interpolate("VAE (notebook MLP, beta 1)", 1, 2, 40),
                  lambda: page.reconstruct("VAE (notebook MLP, beta 1)", 3, None, 9, 0, 0)):
         with pytest.raises(gr.Error):

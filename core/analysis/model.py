@@ -2,7 +2,8 @@
 
 It is the embedded, differentiable stand-in for InsightFace: `identity` is an L2-normalised embedding (trained
 with an ArcFace margin loss), `factors` predicts every SynthFaces factor in [0, 1], `landmarks` the landmark
-positions (trained as fractions of the image size, returned in pixels). Any input size is resized to the analyzer's resolution.
+positions (trained as fractions of the image size, returned in pixels). Any input size is resized to the
+analyzer's resolution.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ An importance matrix R [code dims x factors] comes from one regressor per factor
 |coefficients|, as in the paper; or gradient-boosted trees: feature importances, as disentanglement_lib does).
 Disentanglement: each code dimension's 1 - entropy (base = number of factors) of its row of R, weighted by the
 dimension's share of total importance. Completeness: each factor's 1 - entropy (base = number of code dimensions)
-of its column, weighted by the factor's share of importance. Informativeness: the regressors' held-out R^2 per factor, averaged.
+of its column, weighted by the factor's share of importance. Informativeness: the regressors' held-out R^2 per
+factor, averaged.
 """
 from __future__ import annotations
 

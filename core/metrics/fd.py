@@ -38,7 +38,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def analyzer_features(analyzer: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def analyzer_features(analyzer: torch.nn.Module, images: torch.Tensor,
+                      batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(features [N, D], predicted factors [N, F]) of images in [0, 1]; features = unit embedding ++ factors."""
     feats, factors = [], []
     device = next(analyzer.parameters()).device

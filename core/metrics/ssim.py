@@ -15,7 +15,8 @@ def _window(size: int, sigma: float, channels: int, dtype: torch.dtype) -> torch
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM of two [B, C, H, W] image batches in [0, 1] (valid region, averaged over channels)."""
     if a.shape != b.shape or a.ndim != 4:
-        raise ValueError(f"need two image batches of the same shape [B, C, H, W], got {list(a.shape)} and {list(b.shape)}")
+        raise ValueError(f"need two image batches of the same shape [B, C, H, W], got {list(a.shape)} and "
+                         f"{list(b.shape)}")
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     w = _window(window, sigma, a.shape[1], a.dtype).to(a.device)
     blur = lambda x: F.conv2d(x, w, groups=a.shape[1])  # noqa: E731

@@ -266,7 +266,8 @@ def latent_space(name: str, models: str = "embedded", device: str = "cpu", resol
         with torch.no_grad():
             codes = nice.encode(w)
         mean, std = codes.mean(0), codes.std(0)
-        names = [f"identity_{i}" for i in range(nice.id_dim)] + [f"attribute_{i}" for i in range(nice.dim - nice.id_dim)]
+        names = ([f"identity_{i}" for i in range(nice.id_dim)]
+                 + [f"attribute_{i}" for i in range(nice.dim - nice.id_dim)])
         return LatentSpace(lambda u: render_w(nice.decode(mean + u.to(device) * std)), nice.dim, (-2.0, 2.0), names,
                            heavy=True)
     raise ValueError(f"unknown latent space {name!r}; known: {', '.join(SAMPLERS)}")

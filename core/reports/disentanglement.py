@@ -99,7 +99,8 @@ def spaces(models: str = "embedded") -> dict[str, Space]:
         return codes
 
     out = {
-        "factors": Space("SynthFaces factors (ceiling)", lambda f: f, lambda: latent_space("synthfaces", resolution=32)),
+        "factors": Space("SynthFaces factors (ceiling)", lambda f: f,
+                         lambda: latent_space("synthfaces", resolution=32)),
         "rotation": Space("random rotation of the factors (floor)", lambda f: (f - 0.5) @ rotation, rotated_vp),
         "generator-z": Space("generator z (distilled)", generator("z"), lambda: latent_space("generator-z", models)),
         "generator-w": Space("generator W", generator("w"), lambda: latent_space("generator-w", models)),

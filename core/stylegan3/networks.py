@@ -87,7 +87,8 @@ class MappingNetwork(torch.nn.Module):
         self.embed = FullyConnectedLayer(c_dim, w_dim) if c_dim > 0 else None
         features = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu", lr_multiplier=lr_multiplier)
+            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
+                                        lr_multiplier=lr_multiplier)
             setattr(self, f"fc{idx}", layer)
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
@@ -119,7 +120,8 @@ class MappingNetwork(torch.nn.Module):
 class SynthesisInput(torch.nn.Module):
     """Fourier features whose rotation and translation are predicted from w (plus a user transform)."""
 
-    def __init__(self, w_dim: int, channels: int, size: int | list[int], sampling_rate: float, bandwidth: float) -> None:
+    def __init__(self, w_dim: int, channels: int, size: int | list[int], sampling_rate: float,
+                 bandwidth: float) -> None:
         super().__init__()
         self.w_dim = w_dim
         self.channels = channels
@@ -333,8 +335,10 @@ class Generator(torch.nn.Module, Pretrained):
                                       **(mapping_kwargs or {}))
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
-                truncation_cutoff: Optional[int] = None, update_emas: bool = False, **synthesis_kwargs: Any) -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False,
+                **synthesis_kwargs: Any) -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
         return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
 
     def images_from_w(self, w: torch.Tensor) -> torch.Tensor:

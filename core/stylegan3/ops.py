@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 
-def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, radial: bool = False) -> Optional[torch.Tensor]:
+def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
+                          radial: bool = False) -> Optional[torch.Tensor]:
     """Kaiser-windowed low-pass filter: separable 1-D taps, or a 2-D radially symmetric jinc; None for 1 tap."""
     if numtaps < 1:
         raise ValueError(f"numtaps must be >= 1, got {numtaps}")
@@ -155,7 +156,8 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int
     return F.conv2d(y, fc[None, None].repeat(c, 1, 1, 1), stride=down, groups=c)
 
 
-def bias_lrelu(x: torch.Tensor, b: Optional[torch.Tensor], slope: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
+def bias_lrelu(x: torch.Tensor, b: Optional[torch.Tensor], slope: float, gain: float,
+               clamp: Optional[float]) -> torch.Tensor:
     """Add a per-channel bias, leaky ReLU with `slope`, scale by `gain`, clamp to [-clamp, clamp]."""
     if b is not None:
         x = x + b.reshape(1, -1, 1, 1)

@@ -37,7 +37,8 @@ def factor_index(name: str) -> int:
 
 def _hash_uniform(ids: torch.Tensor, salt: int, count: int) -> torch.Tensor:
     """Deterministic pseudo-random numbers in [0, 1), shape [len(ids), count], from integer ids (a 32-bit mix)."""
-    x = ids.to(torch.int64).unsqueeze(1) * 0x9E3779B1 + torch.arange(count, dtype=torch.int64) * 0x85EBCA77 + salt * 0xC2B2AE3D
+    x = (ids.to(torch.int64).unsqueeze(1) * 0x9E3779B1 + torch.arange(count, dtype=torch.int64) * 0x85EBCA77
+         + salt * 0xC2B2AE3D)
     x = x & 0xFFFFFFFF
     for mul in (0x7FEB352D, 0x846CA68B):
         x = x ^ (x >> 16)

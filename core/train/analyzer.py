@@ -2,8 +2,9 @@
 
     python -m core.train analyzer --config configs/analyzer_synthfaces64.yaml [--resume] [--set key=value ...]
 
-The ArcFace margin grows from 0 over the first `margin_warmup_epochs`. Training identities are ids 0..N-1; validation uses held-out ids from 1,000,000 on. Attributes are re-rendered
-every `refresh_every` epochs so that the analyzer sees each identity in many poses and expressions.
+The ArcFace margin grows from 0 over the first `margin_warmup_epochs`. Training identities are ids 0..N-1;
+validation uses held-out ids from 1,000,000 on. Attributes are re-rendered every `refresh_every` epochs so that
+the analyzer sees each identity in many poses and expressions.
 
 Fine-tuning: `init_from` starts from an analyzer checkpoint and `train_parts` names the sub-modules that train;
 the others stay frozen, batch-norm statistics included, so e.g. a landmark fine-tune leaves the identity

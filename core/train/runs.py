@@ -164,7 +164,8 @@ def list_runs(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if p.is_dir() and ((p / "config.yaml").exists() or (p / "metrics.jsonl").exists())]
+    runs = [p for p in root.iterdir()
+            if p.is_dir() and ((p / "config.yaml").exists() or (p / "metrics.jsonl").exists())]
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
@@ -206,7 +207,8 @@ def smooth(values: list[float], weight: float) -> np.ndarray:
     return num / den
 
 
-def downsample(steps: list[int], values: list[float] | np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def downsample(steps: list[int], values: list[float] | np.ndarray,
+               max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """At most max_points points, keeping each bucket's min and max so spikes stay visible."""
     xs, ys = np.asarray(steps), np.asarray(values, dtype=np.float64)
     n = len(xs)
