@@ -49,7 +49,9 @@ class VaeConfig(RunConfig):
 
 @torch.no_grad()
 def evaluate(model: VAE, images: torch.Tensor, beta: float, batch: int = 500) -> dict[str, float]:
-    """Validation: negative ELBO (BCE + KL, nats per image), its terms, the beta-weighted loss and mean SSIM."""
+    """Validation: negative ELBO (BCE + KL, nats per image), its terms, the beta-weighted loss and mean SSIM.
+
+    An autoencoder has no posterior, so it gets no ELBO or KL: its loss is the reconstruction BCE alone."""
     model.eval()
     total = {"bce": 0.0, "kl": 0.0, "ssim": 0.0}
     for start in range(0, len(images), batch):
@@ -61,6 +63,8 @@ def evaluate(model: VAE, images: torch.Tensor, beta: float, batch: int = 500) ->
         total["ssim"] += ssim(model(x, sample=False).recon, x).sum().item()
     n = len(images)
     bce, kl = total["bce"] / n, total["kl"] / n
+    if not model.variational:
+        return {"val_bce": bce, "val_loss": bce, "val_ssim": total["ssim"] / n}
     return {"val_neg_elbo": bce + kl, "val_bce": bce, "val_kl": kl, "val_loss": bce + beta * kl,
             "val_ssim": total["ssim"] / n}
 
@@ -102,7 +106,8 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                 opt.step()
                 run.step += 1
                 if run.step % cfg.log_every == 0:
-                    run.log(run.step, loss=loss.item(), bce=bce.item(), kl=kl.item(),
+                    posterior = {"kl": kl.item()} if model.variational else {}
+                    run.log(run.step, loss=loss.item(), bce=bce.item(), **posterior,
                             images_per_s=(i + 1) * cfg.batch_size / (time.time() - t0))
                     bar.set_postfix(loss=f"{loss.item():.1f}")
             run.report = evaluate(model, val.images, cfg.beta)
