@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from core.metrics.disentanglement import beta_vae_score, dci_reference, factor_vae_score, mig, sap
+from core.metrics.disentanglement import DCIReference, beta_vae_score, dci_reference, factor_vae_score, mig, sap
 from core.synthfaces.factors import NUM_FACTORS
 from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled, z_from_factors
 
@@ -56,7 +56,7 @@ def _vae(name: str):
     return VAE.from_pretrained(name)
 
 
-def _encoder(name: str) -> Callable[[np.ndarray], np.ndarray]:
+def encoder_codes(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """Codes of factors: the encoder means of the faces rendered from them (the VAE loads on first use)."""
     from core.synthfaces.render import render
     from core.vae import latent_means, prepare_images
@@ -105,14 +105,21 @@ def spaces(models: str = "embedded") -> dict[str, Space]:
         "generator-z": Space("generator z (distilled)", generator("z"), lambda: latent_space("generator-z", models)),
         "generator-w": Space("generator W", generator("w"), lambda: latent_space("generator-w", models)),
         "generator-nice": Space("NICE codes of W", generator("nice"), lambda: latent_space("generator-nice", models)),
-        "vae": Space("VAE (notebook MLP)", _encoder("synthfaces_vae"), lambda: latent_space("vae", models)),
-        "ae": Space("autoencoder baseline", _encoder("synthfaces_ae"), lambda: latent_space("vae:synthfaces_ae")),
+        "vae": Space("VAE (notebook MLP)", encoder_codes("synthfaces_vae"), lambda: latent_space("vae", models)),
+        "ae": Space("autoencoder baseline", encoder_codes("synthfaces_ae"), lambda: latent_space("vae:synthfaces_ae")),
     }
     for beta in ("0p5", "1", "4", "8"):
         name = f"synthfaces_vae_family_beta{beta}"
-        out[f"vae-beta{beta}"] = Space(f"beta-VAE, beta {beta.replace('p', '.')}", _encoder(name),
+        out[f"vae-beta{beta}"] = Space(f"beta-VAE, beta {beta.replace('p', '.')}", encoder_codes(name),
                                        (lambda n: lambda: latent_space(f"vae:{n}"))(name))
     return out
+
+
+def space_dci(codes: Callable[[np.ndarray], np.ndarray], sizes: dict[str, int], rng: np.random.Generator,
+              seed: int = 0) -> DCIReference:
+    """disentanglement_lib's DCI of a space on fresh train and test factors (the card's first draw from rng)."""
+    f_tr, f_te = sample_factors(sizes["dci_train"], rng), sample_factors(sizes["dci_test"], rng)
+    return dci_reference(codes(f_tr), f_tr, codes(f_te), f_te, seed=seed)
 
 
 def score(space: Space, sizes: dict[str, int], vp_preset: Optional[str] = "interactive", seed: int = 0
@@ -121,8 +128,7 @@ def score(space: Space, sizes: dict[str, int], vp_preset: Optional[str] = "inter
     rng = np.random.default_rng(seed)
     codes = space.codes
     start = time.time()
-    f_tr, f_te = sample_factors(sizes["dci_train"], rng), sample_factors(sizes["dci_test"], rng)
-    d = dci_reference(codes(f_tr), f_tr, codes(f_te), f_te, seed=seed)
+    d = space_dci(codes, sizes, rng, seed)
     f_mig = sample_factors(max(sizes["mig"], sizes["sap"]), rng)
     c_mig = codes(f_mig)
     row: dict[str, Any] = {
