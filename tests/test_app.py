@@ -40,6 +40,27 @@ def test_flags_win_over_variables_which_win_over_defaults(monkeypatch):
     assert (args.models, args.monitor, args.host) == ("embedded", False, "127.0.0.1")
 
 
+def test_gpu_work_runs_under_spaces_gpu_only_on_a_zero_gpu_space(monkeypatch):
+    """ZeroGPU attaches the GPU through `spaces.GPU`; elsewhere the wrapped function is the function itself."""
+    import types
+
+    from apps.common import gpu
+    wrapped = []
+    stand_in = types.ModuleType("spaces")
+    stand_in.GPU = lambda fn: wrapped.append(fn) or (lambda *a, **k: ("on gpu", fn(*a, **k)))
+    monkeypatch.setitem(sys.modules, "spaces", stand_in)
+
+    def work(x: int) -> int:
+        return x + 1
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert gpu(work) is work and not wrapped
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert gpu(work)(1) == ("on gpu", 2) and wrapped == [work]
+    monkeypatch.setitem(sys.modules, "spaces", None)  # the package absent: import fails, fn runs as it is
+    assert gpu(work) is work
+
+
 def test_every_page_has_its_tab():
     config = app.build_app(device="cpu").get_config_file()
     tabs = [c["props"].get("label") for c in config["components"] if c.get("type") in ("tab", "tabitem")]
