@@ -181,3 +181,23 @@ def test_the_readme_try_it_commands_never_touch_the_shipped_checkpoints(tmp_path
     assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--ship", "--set", *tiny_sets,
                  "name=empty_ship", "ship_to=", "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
     assert snapshot() == before
+
+
+def test_the_shipped_example_run_resumes_where_it_stopped(tmp_path):
+    """The long run continues on any machine from the checkpoint shipped in examples/runs: it is complete and
+    verified, its metrics and status end at its step, and one more step trains from it with the recipe's config."""
+    import shutil
+
+    from core.config import load_config
+    example = ROOT / "examples" / "runs" / "distill_synthfaces64"
+    tensors, meta = RunDir(example).latest()
+    step = meta["step"]
+    logged = [json.loads(x)["step"] for x in (example / "metrics.jsonl").read_text().splitlines()]
+    assert max(logged) == step == json.loads((example / "status.json").read_text())["step"]
+    shutil.copytree(example, tmp_path / example.name)
+    cfg = load_config(DistillConfig, ROOT / "configs" / "distill_synthfaces64.yaml",
+                      {"runs_dir": str(tmp_path), "steps": step + 1, "eval_images": 0, "sample_every": 10 ** 6})
+    train_distill(cfg, resume=True, progress=False)
+    resumed, resumed_meta = RunDir(tmp_path / example.name).latest()
+    assert resumed_meta["step"] == step + 1
+    assert not torch.equal(resumed["G.mapping.fc0.weight"], tensors["G.mapping.fc0.weight"])  # it trained on
