@@ -1,7 +1,9 @@
 """DCI (Eastwood & Williams, 2018): disentanglement, completeness and informativeness of codes against factors.
 
 An importance matrix R [code dims x factors] comes from one regressor per factor (Lasso on standardised codes:
-|coefficients|, as in the paper; or gradient-boosted trees: feature importances, as disentanglement_lib does).
+|coefficients|, as in the paper; or gradient-boosted regression trees' feature importances). disentanglement_lib's
+own computation (classifiers on discretised factors, accuracy as informativeness) is
+`core.metrics.disentanglement.dci_reference`, the one the reports use; D and C come from the same function.
 Disentanglement: each code dimension's 1 - entropy (base = number of factors) of its row of R, weighted by the
 dimension's share of total importance. Completeness: each factor's 1 - entropy (base = number of code dimensions)
 of its column, weighted by the factor's share of importance. Informativeness: the regressors' held-out R^2 per
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.metrics.disentanglement import check_codes, disentanglement_completeness
+
 
 @dataclass
 class DCIResult:
@@ -23,20 +27,10 @@ class DCIResult:
     per_factor_r2: np.ndarray = field(repr=False)
 
 
-def _entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
-    p = np.clip(p, 1e-12, None)
-    return -(p * np.log(p)).sum(axis=axis) / np.log(base)
-
-
 def dci(codes: np.ndarray, factors: np.ndarray, train_fraction: float = 0.8, method: str = "lasso",
         alpha: float = 0.01, seed: int = 0) -> DCIResult:
     """DCI scores of codes [N, D] against ground-truth factors [N, K] (continuous, any scale)."""
-    codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors, dtype=np.float64)
-    if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors) or len(codes) < 10:
-        raise ValueError(f"need codes [N, D] and factors [N, K] with the same N >= 10, got {codes.shape}, "
-                         f"{factors.shape}")
-    if not (np.isfinite(codes).all() and np.isfinite(factors).all()):
-        raise ValueError("codes and factors must be finite")
+    codes, factors = check_codes(codes, factors)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(codes))
     cut = int(len(codes) * train_fraction)
@@ -63,13 +57,5 @@ def dci(codes: np.ndarray, factors: np.ndarray, train_fraction: float = 0.8, met
         resid = ((model.predict(x[te]) - y[te]) ** 2).sum()
         total = ((y[te] - y[te].mean()) ** 2).sum()
         r2[j] = 1 - resid / total if total > 0 else 0.0
-    total = importance.sum()
-    if total <= 0:
-        return DCIResult(0.0, 0.0, float(np.clip(r2, 0, 1).mean()), importance, r2)
-    rows = importance / np.clip(importance.sum(1, keepdims=True), 1e-12, None)
-    cols = importance / np.clip(importance.sum(0, keepdims=True), 1e-12, None)
-    weight = importance.sum(1) / total
-    disent = float((weight * (1 - _entropy(rows, max(k, 2), axis=1))).sum())
-    factor_weight = importance.sum(0) / total
-    complete = float((factor_weight * (1 - _entropy(cols, max(d, 2), axis=0))).sum())
+    disent, complete = disentanglement_completeness(importance)
     return DCIResult(disent, complete, float(np.clip(r2, 0, 1).mean()), importance, r2)

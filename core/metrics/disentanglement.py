@@ -26,7 +26,8 @@ Representation = Callable[[np.ndarray], np.ndarray]  # factors [N, K] -> codes [
 FactorSampler = Callable[[int, np.random.Generator], np.ndarray]  # (n, rng) -> factors [n, K]
 
 
-def _check(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_codes(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes [N, D] and factors [N, K] as float64, refused with a clear error unless matched, finite and N >= 10."""
     codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors, dtype=np.float64)
     if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors) or len(codes) < 10:
         raise ValueError(f"need codes [N, D] and factors [N, K] with the same N >= 10, got {codes.shape}, "
@@ -64,6 +65,17 @@ def _entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=axis) / np.log(base)
 
 
+def disentanglement_completeness(importance: np.ndarray) -> tuple[float, float]:
+    """DCI's D and C from an importance matrix [codes, factors], as disentanglement_lib computes them: each code's
+    1 - entropy over factors weighted by its share of importance, and each factor's 1 - entropy over codes."""
+    r = np.abs(np.asarray(importance, dtype=np.float64)) + 1e-11
+    d, k = r.shape
+    code_weight, factor_weight = r.sum(1) / r.sum(), r.sum(0) / r.sum()
+    disent = float((code_weight * (1 - _entropy(r, max(k, 2), axis=1))).sum())
+    complete = float((factor_weight * (1 - _entropy(r, max(d, 2), axis=0))).sum())
+    return disent, complete
+
+
 @dataclass
 class DCIReference:
     disentanglement: float
@@ -78,8 +90,8 @@ def dci_reference(codes_train: np.ndarray, factors_train: np.ndarray, codes_test
     """DCI as disentanglement_lib computes it: one GradientBoostingClassifier (sklearn defaults) per discretised
     factor; importances are its feature_importances_; informativeness is accuracy."""
     from sklearn.ensemble import GradientBoostingClassifier
-    x_tr, f_tr = _check(codes_train, factors_train)
-    x_te, f_te = _check(codes_test, factors_test)
+    x_tr, f_tr = check_codes(codes_train, factors_train)
+    x_te, f_te = check_codes(codes_test, factors_test)
     y_tr, y_te = factor_classes(f_tr), factor_classes(f_te)
     d, k = x_tr.shape[1], y_tr.shape[1]
     importance, acc_tr, acc_te = np.zeros((d, k)), np.zeros(k), np.zeros(k)
@@ -91,10 +103,7 @@ def dci_reference(codes_train: np.ndarray, factors_train: np.ndarray, codes_test
         importance[:, j] = np.abs(model.feature_importances_)
         acc_tr[j] = np.mean(model.predict(x_tr) == y_tr[:, j])
         acc_te[j] = np.mean(model.predict(x_te) == y_te[:, j])
-    r = importance + 1e-11
-    code_weight, factor_weight = r.sum(1) / r.sum(), r.sum(0) / r.sum()
-    disent = float((code_weight * (1 - _entropy(r, max(k, 2), axis=1))).sum())
-    complete = float((factor_weight * (1 - _entropy(r, max(d, 2), axis=0))).sum())
+    disent, complete = disentanglement_completeness(importance)
     return DCIReference(disent, complete, float(acc_tr.mean()), float(acc_te.mean()), importance)
 
 
@@ -107,7 +116,7 @@ def _mutual_info(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def mig(codes: np.ndarray, factors: np.ndarray, code_bins: int = CODE_BINS) -> float:
     """Mutual information gap: per factor, the gap between the two codes that share most information with it,
     divided by the factor's entropy; averaged over factors (codes discretised in 20 bins each)."""
-    codes, factors = _check(codes, factors)
+    codes, factors = check_codes(codes, factors)
     if codes.shape[1] < 2:
         raise ValueError("MIG needs at least two code dimensions")
     y = factor_classes(factors)
@@ -124,7 +133,7 @@ def sap(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: Optional
     code at a time; averaged. Continuous factors (the default for SynthFaces): the R^2 of a 1-D linear fit on the
     train set. Discrete: LinearSVC(C=0.01, balanced) accuracy on the test set (the library's gin default; it stays
     well below 1 even for perfect codes, since a linear SVM on one scalar cannot separate many classes)."""
-    x_tr, f_tr = _check(codes_train, factors_train)
+    x_tr, f_tr = check_codes(codes_train, factors_train)
     d, k = x_tr.shape[1], f_tr.shape[1]
     if d < 2:
         raise ValueError("SAP needs at least two code dimensions")
@@ -139,7 +148,7 @@ def sap(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: Optional
         from sklearn.svm import LinearSVC
         if codes_test is None or factors_test is None:
             raise ValueError("discrete SAP needs a test set")
-        x_te, f_te = _check(codes_test, factors_test)
+        x_te, f_te = check_codes(codes_test, factors_test)
         y_tr, y_te = factor_classes(f_tr), factor_classes(f_te)
         for i in range(d):
             for j in range(k):
