@@ -201,3 +201,37 @@ def test_the_shipped_example_run_resumes_where_it_stopped(tmp_path):
     resumed, resumed_meta = RunDir(tmp_path / example.name).latest()
     assert resumed_meta["step"] == step + 1
     assert not torch.equal(resumed["G.mapping.fc0.weight"], tensors["G.mapping.fc0.weight"])  # it trained on
+
+
+def test_the_learning_rate_schedule_holds_then_decays_and_a_resume_can_change_it(tmp_path):
+    """The rate comes from the config at every step, so a resumed run follows a newly set schedule instead of the
+    rate stored with the optimizer in its checkpoint."""
+    from core.train.distill import learning_rate
+    cfg = tiny(tmp_path, "lr", steps=20, eval_images=0, sample_every=100, checkpoint_every=10, log_every=1)
+    train_distill(cfg, progress=False)
+    decayed = tiny(tmp_path, "lr", steps=20, eval_images=0, sample_every=100, checkpoint_every=10, log_every=1,
+                   lr_decay_from=10, lr_final=0.001)
+    run = RunDir(tmp_path / "lr")
+    for p in run.checkpoints.glob("00000020.*"):  # back to step 10: the resume retrains the rest on the new schedule
+        p.unlink()
+    train_distill(decayed, resume=True, progress=False)
+    logged = {x["step"]: x["lr"] for x in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())}
+    assert [logged[s] for s in (1, 10, 11)] == pytest.approx([0.01] * 3)  # logged as s: the rate of step s - 1
+    assert logged[15] == pytest.approx(learning_rate(decayed, 14)) and 0.001 < logged[15] < 0.01
+    assert logged[20] < logged[16] < logged[12] and logged[20] == pytest.approx(learning_rate(decayed, 19))
+    assert logged[20] < 0.0013  # near lr_final at the end
+    with pytest.raises(ValueError, match="lr_decay_from"):
+        tiny(tmp_path, "bad", steps=20, lr_decay_from=20)
+
+
+def test_the_analyzer_terms_join_at_their_step(tmp_path):
+    """Pixels alone shape the face first; from `analyzer_from` on, the analyzer's terms count in the loss."""
+    cfg = tiny(tmp_path, "terms", steps=6, eval_images=0, sample_every=100, checkpoint_every=100, log_every=1,
+               weight_identity=0.1, weight_factors=0.1, weight_landmarks=0.5, analyzer_from=3)
+    train_distill(cfg, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "terms" / "metrics.jsonl").read_text().splitlines()]
+    assert [("loss_landmarks" in x) for x in lines] == [False] * 3 + [True] * 3
+    for x in lines[3:]:
+        terms = x["loss_pixel"] + 0.1 * x["loss_identity"] + 0.1 * x["loss_factors"] + 0.5 * x["loss_landmarks"]
+        assert x["loss"] == pytest.approx(terms) and x["loss"] > x["loss_pixel"]
+    assert all(x["loss"] == x["loss_pixel"] for x in lines[:3])

@@ -8,11 +8,14 @@ StyleGAN3 (mapping + synthesis, unchanged, z left un-normalised so that its scal
 loss is pixel L1 at several scales plus, each weighted in the config, the frozen analyzer's identity embedding,
 factor readings and landmarks of the generated face against those of the rendered one. Adam with beta1 0.9
 learns this far faster than the GAN's Adam(0, 0.99). An EMA copy of G is what ships. The latents of each step
-come from a stream seeded by the step, so a resumed run sees exactly what an uninterrupted one would.
+come from a stream seeded by the step, so a resumed run sees exactly what an uninterrupted one would. The rate
+(constant, then optionally a cosine decay) and the step the analyzer terms join are read from the config at every
+step, so a resume can change them.
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +54,8 @@ class DistillConfig(RunConfig):
     batch_size: int = 16
     steps: int = 2000
     lr: float = 0.002
+    lr_decay_from: int = -1  # from this step the learning rate falls on a cosine to lr_final at `steps`; -1: never
+    lr_final: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.99
     ema_images: float = 5000.0  # half-life of the EMA copy, in images
@@ -59,6 +64,7 @@ class DistillConfig(RunConfig):
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
+    analyzer_from: int = 0  # the analyzer terms count from this step on (pixels alone shape the face first)
     analyzer: str = "synthfaces"
     log_every: int = 10
     sample_every: int = 200
@@ -72,6 +78,8 @@ class DistillConfig(RunConfig):
                              f"{self.pixel_scales}")
         if min(self.weight_pixel, self.weight_identity, self.weight_factors, self.weight_landmarks) < 0:
             raise ValueError("loss weights must be >= 0")
+        if self.lr_decay_from >= self.steps:
+            raise ValueError(f"lr_decay_from ({self.lr_decay_from}) must come before steps ({self.steps}), or be -1")
 
     @property
     def uses_analyzer(self) -> bool:
@@ -112,6 +120,14 @@ def analyzer_losses(analyzer: torch.nn.Module, fake: torch.Tensor, real: torch.T
     return {"loss_identity": 1 - F.cosine_similarity(emb_f, emb_r, dim=1).mean(),
             "loss_factors": (torch.sigmoid(logits_f) - torch.sigmoid(logits_r)).abs().mean(),
             "loss_landmarks": (lm_f - lm_r).abs().mean()}
+
+
+def learning_rate(cfg: DistillConfig, step: int) -> float:
+    """The learning rate of one step: constant, then (from `lr_decay_from`) a cosine down to `lr_final`."""
+    if cfg.lr_decay_from < 0 or step < cfg.lr_decay_from:
+        return cfg.lr
+    t = (step - cfg.lr_decay_from) / (cfg.steps - cfg.lr_decay_from)
+    return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def step_latents(cfg: DistillConfig, step: int) -> torch.Tensor:
@@ -162,13 +178,15 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             real = targets(z, cfg.resolution)[0]
             fake = generate(G, z)
             losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales)}
-            if cfg.uses_analyzer:
+            if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
                 losses.update(analyzer_losses(analyzer, fake, real))
             weights = {"loss_pixel": cfg.weight_pixel, "loss_identity": cfg.weight_identity,
                        "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks}
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for group in opt.param_groups:  # from the config, not the checkpoint: a resume may change the schedule
+                group["lr"] = learning_rate(cfg, run.step)
             opt.step()
             update_ema(G_ema, G, beta)
             run.step += 1
@@ -176,8 +194,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             bar.update(1)
             if step % cfg.log_every == 0:
                 rate = (step - t0_step) * cfg.batch_size / (time.time() - t0)
-                run.log(step, loss=loss.item(), **{k: v.item() for k, v in losses.items()}, images_per_s=rate,
-                        images_seen=step * cfg.batch_size)
+                run.log(step, loss=loss.item(), **{k: v.item() for k, v in losses.items()},
+                        lr=opt.param_groups[0]["lr"], images_per_s=rate, images_seen=step * cfg.batch_size)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.sample_every == 0 or step == cfg.steps:
                 with torch.no_grad():
