@@ -54,7 +54,7 @@ class DistillConfig(RunConfig):
     batch_size: int = 16
     steps: int = 2000
     lr: float = 0.002
-    lr_decay_from: int = -1  # from this step the learning rate falls on a cosine to lr_final at `steps`; -1: never
+    lr_decay_from: int = -1  # from this step the rate falls on a cosine to lr_final at `steps`; -1 (or >= steps): never
     lr_final: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.99
@@ -78,8 +78,6 @@ class DistillConfig(RunConfig):
                              f"{self.pixel_scales}")
         if min(self.weight_pixel, self.weight_identity, self.weight_factors, self.weight_landmarks) < 0:
             raise ValueError("loss weights must be >= 0")
-        if self.lr_decay_from >= self.steps:
-            raise ValueError(f"lr_decay_from ({self.lr_decay_from}) must come before steps ({self.steps}), or be -1")
 
     @property
     def uses_analyzer(self) -> bool:
