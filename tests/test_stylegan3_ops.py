@@ -59,3 +59,44 @@ def test_lowpass_filters_are_normalised_symmetric_and_low_pass():
     assert design_lowpass_filter(1, cutoff=8, width=8, fs=64) is None
     with pytest.raises(ValueError):
         design_lowpass_filter(0, cutoff=8, width=8, fs=64)
+
+
+@pytest.mark.parametrize("up,down", [(1, 2), (4, 1), (2, 2)])
+def test_large_images_resample_by_band_blocks_without_autograd_and_densely_with_it(up, down):
+    """From BAND_MIN_SIZE inputs on, inference applies the resampling matrices block by block along their band;
+    under autograd the dense matrices are used. Both equal the reference."""
+    from core.stylegan3 import ops
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 2, 150, 140, generator=g)
+    f = torch.randn(12, generator=g)
+    ref = upfirdn2d_reference(x, f, up=up, down=down, padding=(5, 6, 5, 6), gain=up ** 2)
+    with torch.no_grad():
+        fast = upfirdn2d(x, f, up=up, down=down, padding=(5, 6, 5, 6), gain=up ** 2)
+    blocks = next(v for k, v in ops._MATRICES[id(f)].items() if k[0] == 140 and k[-2])  # the banded width matrix
+    assert len(blocks) > 1 and sum(r1 - r0 for r0, r1, _ in blocks) < 0.6 * 140 * len(blocks)
+    xg = x.clone().requires_grad_(True)
+    dense = upfirdn2d(xg, f, up=up, down=down, padding=(5, 6, 5, 6), gain=up ** 2)
+    for y in (fast, dense):
+        assert y.shape == ref.shape and torch.allclose(y, ref, atol=1e-5 * ref.abs().max().item())
+    dense.square().sum().backward()
+    xr = x.clone().requires_grad_(True)
+    upfirdn2d_reference(xr, f, up=up, down=down, padding=(5, 6, 5, 6), gain=up ** 2).square().sum().backward()
+    assert torch.allclose(xg.grad, xr.grad, atol=1e-4 * xr.grad.abs().max().item())
+
+
+@pytest.mark.parametrize("scale", [1.0, 200.0])  # within the clamp, and far beyond it
+def test_filtered_lrelu_gradients_equal_the_reference_whether_or_not_the_clamp_bites(scale):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 40, 40, generator=g) * scale
+    fu = design_lowpass_filter(24, cutoff=4, width=4, fs=64)
+    fd = design_lowpass_filter(12, cutoff=4, width=4, fs=64)
+    grads = []
+    for reference in (False, True):
+        xi = x.clone().requires_grad_(True)
+        y = filtered_lrelu(xi, fu, fd, None, 4, 2, (20, 19, 20, 19), clamp=256, reference=reference)
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        grads.append((y.detach(), xi.grad))
+    (y_fast, g_fast), (y_ref, g_ref) = grads
+    assert torch.allclose(y_fast, y_ref, atol=1e-4 * max(1.0, y_ref.abs().max().item()))
+    assert torch.allclose(g_fast, g_ref, atol=1e-4 * g_ref.abs().max().item())
+    assert (y_fast.abs().max() > 200) == (scale > 1)  # the large input really reaches the clamp region

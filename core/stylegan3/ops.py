@@ -93,37 +93,65 @@ def _upsample_1d(x: torch.Tensor, f: torch.Tensor, up: int, pad0: int, pad1: int
 
 
 MATMUL_MAX_SIZE = 512
-_MATRICES: dict[int, dict] = {}  # id(filter tensor) -> {key: matrix}; entries die with the tensor
+BAND_MIN_SIZE = 128  # resampling matrices from this many inputs on are applied block by block along their band
+BAND_BLOCK = 32      # output columns per block
+_MATRICES: dict[int, dict] = {}  # id(filter tensor) -> {key: matrices}; entries die with the tensor
 
 
-def _resample_matrix(f: torch.Tensor, n: int, up: int, down: int, pad0: int, pad1: int, gain: float,
-                     flip_filter: bool, dtype: torch.dtype) -> torch.Tensor:
-    """Dense [n, n_out] matrix M with `x @ M` == 1-D upfirdn of x's last axis (cached per filter tensor)."""
-    key = (n, up, down, pad0, pad1, gain, flip_filter, dtype, f._version)
+def _resample_blocks(f: torch.Tensor, n: int, up: int, down: int, pad0: int, pad1: int, gain: float,
+                     flip_filter: bool, dtype: torch.dtype, banded: bool) -> list[tuple[int, int, torch.Tensor]]:
+    """[(r0, r1, M[r0:r1, block])] such that 1-D upfirdn of x's last axis is the concatenation of
+    `x[..., r0:r1] @ M_block` over the blocks (cached per filter tensor). M is the dense [n, n_out] resampling
+    matrix; with `banded`, a large one is split into column blocks with only the rows of its band, since each
+    output sample reads just a few taps' worth of inputs (not under autograd: the slices' backward costs more)."""
+    key = (n, up, down, pad0, pad1, gain, flip_filter, dtype, banded, f._version)
     per_filter = _MATRICES.get(id(f))
     if per_filter is None:
         per_filter = _MATRICES[id(f)] = {}
         weakref.finalize(f, _MATRICES.pop, id(f), None)
-    m = per_filter.get(key)
-    if m is None:
+    blocks = per_filter.get(key)
+    if blocks is None:
         eye = torch.eye(n, dtype=torch.float64, device=f.device).reshape(n, 1, n, 1)
         eye = F.pad(eye, [0, up - 1]).reshape(n, 1, n * up)
         eye = F.pad(eye, [max(pad0, 0), max(pad1, 0)])
         eye = eye[:, :, max(-pad0, 0): eye.shape[2] - max(-pad1, 0)]
         taps = f.to(torch.float64) * gain
         taps = taps if flip_filter else taps.flip(0)
-        m = F.conv1d(eye, taps.view(1, 1, -1))[:, 0, ::down].to(dtype).contiguous()
-        per_filter[key] = m
-    return m
+        m = F.conv1d(eye, taps.view(1, 1, -1))[:, 0, ::down]
+        width = BAND_BLOCK if banded and n >= BAND_MIN_SIZE else m.shape[1]
+        blocks = []
+        for c0 in range(0, m.shape[1], width):
+            rows = (m[:, c0:c0 + width] != 0).any(1).nonzero()
+            r0, r1 = (int(rows.min()), int(rows.max()) + 1) if len(rows) else (0, 1)
+            blocks.append((r0, r1, m[r0:r1, c0:c0 + width].to(dtype).contiguous()))
+        per_filter[key] = blocks
+    return blocks
+
+
+def _resample_last(x: torch.Tensor, blocks: list[tuple[int, int, torch.Tensor]]) -> torch.Tensor:
+    """1-D resampling of x's last axis with `_resample_blocks`."""
+    if len(blocks) == 1:
+        r0, r1, m = blocks[0]
+        return torch.matmul(x[..., r0:r1], m)
+    return torch.cat([torch.matmul(x[..., r0:r1], m) for r0, r1, m in blocks], dim=-1)
+
+
+def _resample_rows(x: torch.Tensor, blocks: list[tuple[int, int, torch.Tensor]]) -> torch.Tensor:
+    """1-D resampling of x's second-to-last axis with `_resample_blocks`."""
+    if len(blocks) == 1:
+        r0, r1, m = blocks[0]
+        return torch.matmul(m.t(), x[..., r0:r1, :])
+    return torch.cat([torch.matmul(m.t(), x[..., r0:r1, :]) for r0, r1, m in blocks], dim=-2)
 
 
 def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int = 1,
               padding: int | Sequence[int] = 0, gain: float = 1.0, flip_filter: bool = False) -> torch.Tensor:
     """Same result as `upfirdn2d_reference`, computed fast.
 
-    Separable filters on images up to MATMUL_MAX_SIZE become two matrix products with cached banded
-    resampling matrices (much faster than depthwise convolutions on CPU); larger images use polyphase
-    (strided) convolutions on one channel at a time.
+    Separable filters on images up to MATMUL_MAX_SIZE become matrix products with cached banded resampling
+    matrices, one per axis (much faster than depthwise convolutions on CPU), split into blocks along the band
+    from BAND_MIN_SIZE inputs on when no gradient is needed; larger images use polyphase (strided) convolutions
+    on one channel at a time.
     """
     n, c, h, w = x.shape
     px0, px1, py0, py1 = _parse_padding(padding)
@@ -131,9 +159,9 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int
         return upfirdn2d_reference(x, None, up=up, down=down, padding=(px0, px1, py0, py1), gain=gain)
     if f.ndim == 1 and max(h, w) <= MATMUL_MAX_SIZE and not torch.compiler.is_compiling():
         axis_gain = gain ** 0.5
-        mw = _resample_matrix(f, w, up, down, px0, px1, axis_gain, flip_filter, x.dtype)
-        mh = _resample_matrix(f, h, up, down, py0, py1, axis_gain, flip_filter, x.dtype)
-        return torch.matmul(mh.t(), torch.matmul(x, mw))
+        banded = not (torch.is_grad_enabled() and x.requires_grad)
+        x = _resample_last(x, _resample_blocks(f, w, up, down, px0, px1, axis_gain, flip_filter, x.dtype, banded))
+        return _resample_rows(x, _resample_blocks(f, h, up, down, py0, py1, axis_gain, flip_filter, x.dtype, banded))
     y = x.reshape(n * c, 1, h, w)
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if f.ndim == 1:
@@ -165,9 +193,18 @@ def bias_lrelu(x: torch.Tensor, b: Optional[torch.Tensor], slope: float, gain: f
         x = F.leaky_relu(x, slope)
     if gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
+    if clamp is not None and clamp >= 0 and _may_exceed(x, clamp):
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def _may_exceed(x: torch.Tensor, bound: float) -> bool:
+    """Whether clamping x to +-bound could change it. On the CPU one read decides, which spares the clamp and its
+    backward when nothing is out of range; elsewhere (no host sync wanted) and when compiling, always."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return True
+    lo, hi = torch.aminmax(x.detach())
+    return bool(lo < -bound or hi > bound)
 
 
 def _output_size(in_size: int, up: int, down: int, p0: int, p1: int, fu: int, fd: int) -> int:
@@ -189,8 +226,12 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
     if b is not None:
         x = x + b.to(x.dtype).reshape(1, -1, 1, 1)
     x = op(x, fu, up=up, padding=(px0, px1, py0, py1), gain=up ** 2)
-    x = bias_lrelu(x, None, slope=slope, gain=gain, clamp=clamp)
-    x = op(x, fd, down=down)
+    if reference or gain <= 0:
+        x = bias_lrelu(x, None, slope=slope, gain=gain, clamp=clamp)
+        x = op(x, fd, down=down)
+    else:  # the leaky ReLU is positively homogeneous: the gain moves into the down filter, a pass fewer
+        x = bias_lrelu(x, None, slope=slope, gain=1, clamp=None if clamp is None or clamp < 0 else clamp / gain)
+        x = op(x, fd, down=down, gain=gain)
     if x.shape[2] != out_h or x.shape[3] != out_w:
         raise RuntimeError(f"filtered_lrelu produced {tuple(x.shape)}, expected spatial size {out_h}x{out_w}")
     return x
