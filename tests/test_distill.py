@@ -235,3 +235,19 @@ def test_the_analyzer_terms_join_at_their_step(tmp_path):
         terms = x["loss_pixel"] + 0.1 * x["loss_identity"] + 0.1 * x["loss_factors"] + 0.5 * x["loss_landmarks"]
         assert x["loss"] == pytest.approx(terms) and x["loss"] > x["loss_pixel"]
     assert all(x["loss"] == x["loss_pixel"] for x in lines[:3])
+
+
+def test_the_edge_term_measures_lost_sharpness_and_joins_the_loss(tmp_path):
+    import torch.nn.functional as F
+
+    from core.train.distill import edge_loss, targets
+    real = targets(torch.randn(8, Z_DIM, generator=torch.Generator().manual_seed(4)), 64)[0]
+    blurred = F.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)
+    shifted = (real + 0.1).clamp(0, 1)  # a brightness change keeps the edges
+    assert edge_loss(real, real) == 0
+    assert edge_loss(blurred, real) > 3 * edge_loss(shifted, real)
+    cfg = tiny(tmp_path, "edges", steps=3, eval_images=0, sample_every=100, checkpoint_every=100, log_every=1,
+               weight_edges=2.0)
+    train_distill(cfg, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "edges" / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["loss"] == pytest.approx(x["loss_pixel"] + 2.0 * x["loss_edges"]) for x in lines)

@@ -61,6 +61,7 @@ class DistillConfig(RunConfig):
     ema_images: float = 5000.0  # half-life of the EMA copy, in images
     pixel_scales: list[int] = field(default_factory=lambda: [1, 2, 4])  # L1 at full, 1/2 and 1/4 size
     weight_pixel: float = 1.0
+    weight_edges: float = 0.0  # L1 of horizontal and vertical pixel differences: edges and small features
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
@@ -76,7 +77,8 @@ class DistillConfig(RunConfig):
         if not self.pixel_scales or any(s < 1 or self.resolution % s for s in self.pixel_scales):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")
-        if min(self.weight_pixel, self.weight_identity, self.weight_factors, self.weight_landmarks) < 0:
+        if min(self.weight_pixel, self.weight_edges, self.weight_identity, self.weight_factors,
+               self.weight_landmarks) < 0:
             raise ValueError("loss weights must be >= 0")
 
     @property
@@ -108,6 +110,13 @@ def pixel_loss(fake: torch.Tensor, real: torch.Tensor, scales: list[int]) -> tor
     """Mean over scales of the L1 distance between the images average-pooled by each scale."""
     return sum((F.avg_pool2d(fake, s) - F.avg_pool2d(real, s)).abs().mean() if s > 1 else (fake - real).abs().mean()
                for s in scales) / len(scales)
+
+
+def edge_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L1 distance between the images' horizontal and vertical neighbour differences (what blur loses first)."""
+    dx = (fake[..., :, 1:] - fake[..., :, :-1]) - (real[..., :, 1:] - real[..., :, :-1])
+    dy = (fake[..., 1:, :] - fake[..., :-1, :]) - (real[..., 1:, :] - real[..., :-1, :])
+    return (dx.abs().mean() + dy.abs().mean()) / 2
 
 
 def analyzer_losses(analyzer: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -176,10 +185,13 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             real = targets(z, cfg.resolution)[0]
             fake = generate(G, z)
             losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales)}
+            if cfg.weight_edges > 0:
+                losses["loss_edges"] = edge_loss(fake, real)
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
                 losses.update(analyzer_losses(analyzer, fake, real))
-            weights = {"loss_pixel": cfg.weight_pixel, "loss_identity": cfg.weight_identity,
-                       "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks}
+            weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges,
+                       "loss_identity": cfg.weight_identity, "loss_factors": cfg.weight_factors,
+                       "loss_landmarks": cfg.weight_landmarks}
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
