@@ -251,3 +251,15 @@ def test_the_edge_term_measures_lost_sharpness_and_joins_the_loss(tmp_path):
     train_distill(cfg, progress=False)
     lines = [json.loads(x) for x in (tmp_path / "edges" / "metrics.jsonl").read_text().splitlines()]
     assert all(x["loss"] == pytest.approx(x["loss_pixel"] + 2.0 * x["loss_edges"]) for x in lines)
+
+
+def test_the_pixel_distance_is_l1_or_squared_l2_at_every_scale(tmp_path):
+    from core.train.distill import pixel_loss
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    assert pixel_loss(a, b, [1], "l1") == pytest.approx(float((a - b).abs().mean()))
+    assert pixel_loss(a, b, [1], "l2") == pytest.approx(float(((a - b) ** 2).mean()))
+    pooled = torch.nn.functional.avg_pool2d(a - b, 4)
+    assert pixel_loss(a, b, [1, 4], "l2") == pytest.approx(float((((a - b) ** 2).mean() + (pooled ** 2).mean()) / 2))
+    with pytest.raises(ValueError, match="pixel_norm"):
+        tiny(tmp_path, "bad", pixel_norm="l3")

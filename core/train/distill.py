@@ -59,7 +59,8 @@ class DistillConfig(RunConfig):
     beta1: float = 0.9
     beta2: float = 0.99
     ema_images: float = 5000.0  # half-life of the EMA copy, in images
-    pixel_scales: list[int] = field(default_factory=lambda: [1, 2, 4])  # L1 at full, 1/2 and 1/4 size
+    pixel_scales: list[int] = field(default_factory=lambda: [1, 2, 4])  # distance at full, 1/2 and 1/4 size
+    pixel_norm: str = "l1"  # l1 (mean absolute error) or l2 (mean squared error: large errors, features, count more)
     weight_pixel: float = 1.0
     weight_edges: float = 0.0  # L1 of horizontal and vertical pixel differences: edges and small features
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
@@ -80,6 +81,8 @@ class DistillConfig(RunConfig):
         if min(self.weight_pixel, self.weight_edges, self.weight_identity, self.weight_factors,
                self.weight_landmarks) < 0:
             raise ValueError("loss weights must be >= 0")
+        if self.pixel_norm not in ("l1", "l2"):
+            raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
 
     @property
     def uses_analyzer(self) -> bool:
@@ -106,9 +109,10 @@ def generate(G: Generator, z: torch.Tensor) -> torch.Tensor:
     return (G(z, noise_mode="const") + 1) * 0.5
 
 
-def pixel_loss(fake: torch.Tensor, real: torch.Tensor, scales: list[int]) -> torch.Tensor:
-    """Mean over scales of the L1 distance between the images average-pooled by each scale."""
-    return sum((F.avg_pool2d(fake, s) - F.avg_pool2d(real, s)).abs().mean() if s > 1 else (fake - real).abs().mean()
+def pixel_loss(fake: torch.Tensor, real: torch.Tensor, scales: list[int], norm: str = "l1") -> torch.Tensor:
+    """Mean over scales of the L1 (or squared L2) distance between the images average-pooled by each scale."""
+    power = {"l1": 1, "l2": 2}[norm]
+    return sum(((F.avg_pool2d(fake, s) - F.avg_pool2d(real, s)) if s > 1 else (fake - real)).abs().pow(power).mean()
                for s in scales) / len(scales)
 
 
@@ -184,7 +188,7 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             z = step_latents(cfg, run.step)
             real = targets(z, cfg.resolution)[0]
             fake = generate(G, z)
-            losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales)}
+            losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales, cfg.pixel_norm)}
             if cfg.weight_edges > 0:
                 losses["loss_edges"] = edge_loss(fake, real)
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
