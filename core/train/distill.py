@@ -179,6 +179,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     fixed_z = eval_latents(8, cfg.seed + 1)
     fixed_real = targets(fixed_z, cfg.resolution)[0]
     beta = 0.5 ** (cfg.batch_size / max(cfg.ema_images, 1e-8))
+    weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges, "loss_identity": cfg.weight_identity,
+               "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks}
     with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
         run.restore({"G": G, "G_ema": G_ema}, {"g": opt})
         bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc="distill")
@@ -192,9 +194,6 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 losses["loss_edges"] = edge_loss(fake, real)
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
                 losses.update(analyzer_losses(analyzer, fake, real))
-            weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges,
-                       "loss_identity": cfg.weight_identity, "loss_factors": cfg.weight_factors,
-                       "loss_landmarks": cfg.weight_landmarks}
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
