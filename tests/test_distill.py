@@ -263,3 +263,39 @@ def test_the_pixel_distance_is_l1_or_squared_l2_at_every_scale(tmp_path):
     assert pixel_loss(a, b, [1, 4], "l2") == pytest.approx(float((((a - b) ** 2).mean() + (pooled ** 2).mean()) / 2))
     with pytest.raises(ValueError, match="pixel_norm"):
         tiny(tmp_path, "bad", pixel_norm="l3")
+
+
+def test_the_feature_term_counts_errors_on_the_eyes_and_mouth_not_the_background(tmp_path):
+    from core.synthfaces.render import LANDMARK_NAMES
+    from core.train.distill import feature_loss, feature_map, targets
+    real, landmarks, _ = targets(torch.randn(4, Z_DIM, generator=torch.Generator().manual_seed(6)), 64)
+    weight = feature_map(landmarks, 64, 0.05)
+    pupil = landmarks[:, LANDMARK_NAMES.index("left_pupil")].round().long()
+    b = torch.arange(4)
+    assert torch.all(weight[b, 0, pupil[:, 1], pupil[:, 0]] > 0.8)
+    assert torch.all(weight[:, :, :3, :3] < 1e-3)  # the corner is background
+    on_eye, on_corner = real.clone(), real.clone()
+    on_eye[b, :, pupil[:, 1], pupil[:, 0]] += 0.5
+    on_corner[:, :, 0, 0] += 0.5
+    assert feature_loss(on_eye, real, weight) > 100 * feature_loss(on_corner, real, weight)
+    cfg = tiny(tmp_path, "features", steps=3, eval_images=0, sample_every=100, checkpoint_every=100, log_every=1,
+               weight_features=5.0)
+    train_distill(cfg, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "features" / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["loss"] == pytest.approx(x["loss_pixel"] + 5.0 * x["loss_features"]) for x in lines)
+    assert all(x["loss_features"] > 0 for x in lines)
+
+
+def test_the_first_cutoff_and_stopband_come_from_the_config_and_survive_the_export(tmp_path):
+    """The long run's generator starts at a higher cutoff than StyleGAN3's default (README, pilots at step 10,500):
+    the config sets it, a checkpoint records it, and the exported generator is rebuilt with it."""
+    from core.train.distill import export_model
+    default, raised = tiny(tmp_path, "default"), tiny(tmp_path, "raised", steps=2, first_cutoff=6, first_stopband=6.43,
+                                                       eval_images=0, sample_every=100, checkpoint_every=1)
+    G = Generator(**raised.generator_kwargs())
+    assert Generator(**default.generator_kwargs()).synthesis.input.bandwidth == 2
+    assert G.synthesis.input.bandwidth == 6 and G.synthesis.input.sampling_rate == 16  # no slower than the default
+    train_distill(raised, progress=False)
+    tensors, meta = RunDir(tmp_path / "raised").latest()
+    _, exported = export_model(tensors, meta)  # loads strictly: the rebuilt layers have the trained shapes
+    assert exported.synthesis.input.bandwidth == 6

@@ -29,11 +29,12 @@ from core.imaging import save_grid
 from core.metrics.fidelity import fidelity
 from core.stylegan3.networks import Generator
 from core.synthfaces.latent import Z_DIM, factors_from_z
-from core.synthfaces.render import render
+from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
 from core.train.rundir import RunConfig, TrainingRun
 
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
+NUM_FEATURE_LANDMARKS = LANDMARK_NAMES.index("lower_lip") + 1  # eyes, pupils, nose tip and mouth: not the jaw
 LATENT_NOTE = "z -> SynthFaces factors by core.synthfaces.latent.factors_from_z; G(z) ~ render(factors_from_z(z))"
 
 
@@ -51,6 +52,8 @@ class DistillConfig(RunConfig):
     num_layers: int = 6
     margin_size: int = 6
     conv_kernel: int = 3
+    first_cutoff: float = 2.0  # the first layer's cutoff frequency (StyleGAN3's default: 2)
+    first_stopband: float = 2 ** 2.1  # and its stopband (default 2^2.1); it sets the early layers' sampling rates
     batch_size: int = 16
     steps: int = 2000
     lr: float = 0.002
@@ -63,6 +66,8 @@ class DistillConfig(RunConfig):
     pixel_norm: str = "l1"  # l1 (mean absolute error) or l2 (mean squared error: large errors, features, count more)
     weight_pixel: float = 1.0
     weight_edges: float = 0.0  # L1 of horizontal and vertical pixel differences: edges and small features
+    weight_features: float = 0.0  # L1 weighted by bumps on the true eye, nose and mouth landmarks: small features
+    feature_sigma: float = 0.05  # the bumps' radius (standard deviation) as a fraction of the image side
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
@@ -78,8 +83,8 @@ class DistillConfig(RunConfig):
         if not self.pixel_scales or any(s < 1 or self.resolution % s for s in self.pixel_scales):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")
-        if min(self.weight_pixel, self.weight_edges, self.weight_identity, self.weight_factors,
-               self.weight_landmarks) < 0:
+        if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_identity,
+               self.weight_factors, self.weight_landmarks) < 0:
             raise ValueError("loss weights must be >= 0")
         if self.pixel_norm not in ("l1", "l2"):
             raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
@@ -93,7 +98,8 @@ class DistillConfig(RunConfig):
                     mapping_kwargs=dict(num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier,
                                         normalize_z=False),
                     channel_base=self.channel_base, channel_max=self.channel_max, num_layers=self.num_layers,
-                    margin_size=self.margin_size, conv_kernel=self.conv_kernel, num_fp16_res=0, conv_clamp=256,
+                    margin_size=self.margin_size, conv_kernel=self.conv_kernel, first_cutoff=self.first_cutoff,
+                    first_stopband=self.first_stopband, num_fp16_res=0, conv_clamp=256,
                     magnitude_ema_beta=0.5 ** (self.batch_size / 20_000))
 
 
@@ -120,6 +126,21 @@ def edge_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """L1 distance between the images' horizontal and vertical neighbour differences (what blur loses first)."""
     d = fake - real  # differencing is linear: the neighbour differences of the error
     return ((d[..., :, 1:] - d[..., :, :-1]).abs().mean() + (d[..., 1:, :] - d[..., :-1, :]).abs().mean()) / 2
+
+
+def feature_map(landmarks: torch.Tensor, resolution: int, sigma: float) -> torch.Tensor:
+    """[B, 1, R, R] in [0, 1]: the largest Gaussian bump (radius sigma x R) over the eye, nose and mouth landmarks."""
+    points = landmarks[:, :NUM_FEATURE_LANDMARKS]
+    grid = torch.arange(resolution, dtype=points.dtype, device=points.device)
+    dx = (grid.view(1, 1, -1) - points[..., 0:1]) ** 2  # [B, L, R]
+    dy = (grid.view(1, 1, -1) - points[..., 1:2]) ** 2
+    d2 = dy.unsqueeze(3) + dx.unsqueeze(2)  # [B, L, R(y), R(x)]
+    return torch.exp(-d2.amin(dim=1, keepdim=True) / (2 * (sigma * resolution) ** 2))
+
+
+def feature_loss(fake: torch.Tensor, real: torch.Tensor, weight_map: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error weighted by a feature map: the eyes and mouth count, the background does not."""
+    return ((fake - real).abs() * weight_map).mean()
 
 
 def analyzer_losses(analyzer: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -179,7 +200,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     fixed_z = eval_latents(8, cfg.seed + 1)
     fixed_real = targets(fixed_z, cfg.resolution)[0]
     beta = 0.5 ** (cfg.batch_size / max(cfg.ema_images, 1e-8))
-    weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges, "loss_identity": cfg.weight_identity,
+    weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges,
+               "loss_features": cfg.weight_features, "loss_identity": cfg.weight_identity,
                "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks}
     with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
         run.restore({"G": G, "G_ema": G_ema}, {"g": opt})
@@ -187,11 +209,14 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
         t0, t0_step = time.time(), run.step
         while run.step < cfg.steps:
             z = step_latents(cfg, run.step)
-            real = targets(z, cfg.resolution)[0]
+            real, landmarks, _ = targets(z, cfg.resolution)
             fake = generate(G, z)
             losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales, cfg.pixel_norm)}
             if cfg.weight_edges > 0:
                 losses["loss_edges"] = edge_loss(fake, real)
+            if cfg.weight_features > 0:
+                losses["loss_features"] = feature_loss(fake, real,
+                                                       feature_map(landmarks, cfg.resolution, cfg.feature_sigma))
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
                 losses.update(analyzer_losses(analyzer, fake, real))
             loss = sum(weights[k] * v for k, v in losses.items())
