@@ -196,6 +196,8 @@ def test_the_shipped_example_run_resumes_where_it_stopped(tmp_path):
     cfg = load_config(DistillConfig, ROOT / "configs" / "distill_synthfaces64.yaml",
                       {"runs_dir": str(tmp_path), "steps": step + 1, "eval_images": 0, "sample_every": 10 ** 6})
     assert step - cfg.log_every < max(logged) <= step == json.loads((example / "status.json").read_text())["step"]
+    adversarial = cfg.weight_adversarial > 0 and step > cfg.adversarial_from
+    assert any(k.startswith("D.") for k in tensors) == adversarial  # its discriminator resumes too, not fresh
     shutil.copytree(example, tmp_path / example.name)
     train_distill(cfg, resume=True, progress=False)
     resumed, resumed_meta = RunDir(tmp_path / example.name).latest()
@@ -299,3 +301,54 @@ def test_the_first_cutoff_and_stopband_come_from_the_config_and_survive_the_expo
     tensors, meta = RunDir(tmp_path / "raised").latest()
     _, exported = export_model(tensors, meta)  # loads strictly: the rebuilt layers have the trained shapes
     assert exported.synthesis.input.bandwidth == 6
+
+
+def test_the_adversarial_phase_joins_a_resumed_run_with_a_fresh_discriminator(tmp_path):
+    """A run trained on pixels resumes with a discriminator (absent from its checkpoint), whose term counts from
+    `adversarial_from`; D learns to tell the rendered faces from the generated ones and is checkpointed."""
+    common = dict(eval_images=0, sample_every=100, checkpoint_every=3, log_every=1)
+    train_distill(tiny(tmp_path, "adv", steps=6, **common), progress=False)
+    cfg = tiny(tmp_path, "adv", steps=30, weight_adversarial=0.1, adversarial_from=8, r1_interval=4, **common)
+    train_distill(cfg, resume=True, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "adv" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, 31))
+    assert [("loss_adversarial" in x) for x in lines] == [False] * 8 + [True] * 22
+    for x in lines[8:]:
+        assert x["loss"] == pytest.approx(x["loss_pixel"] + 0.1 * x["loss_adversarial"])
+    margin = [x["logits_real"] - x["logits_fake"] for x in lines[-5:]]
+    assert min(margin) > 0, margin
+    tensors, meta = RunDir(tmp_path / "adv").latest()
+    assert any(k.startswith("D.") for k in tensors) and "d_optimizer" in meta
+
+
+def test_a_landmark_conditioned_discriminator_reads_the_targets_landmark_map(tmp_path):
+    """With d_landmarks, D sees a fourth channel: bumps on the target's true eye, nose and mouth landmarks, the same
+    for the rendered face and the generated one (so it can judge whether the features are in their places)."""
+    from core.train.distill import discriminator_input, feature_map, targets
+    z = torch.randn(2, Z_DIM, generator=torch.Generator().manual_seed(0))
+    real, landmarks, _ = targets(z, 32)
+    condition = feature_map(landmarks, 32, 0.05)
+    x = discriminator_input(real, condition)
+    assert x.shape == (2, 4, 32, 32) and torch.equal(x[:, :3], real * 2 - 1)
+    eye = landmarks[0, 0].round().long()
+    assert x[0, 3, eye[1], eye[0]] > 0.8 and x[0, 3, 0, 0] == -1  # on a landmark vs a corner
+    train_distill(tiny(tmp_path, "cond", steps=4, eval_images=0, sample_every=100, checkpoint_every=4,
+                       weight_adversarial=0.1, d_landmarks=True), progress=False)
+    tensors, _ = RunDir(tmp_path / "cond").latest()
+    assert tensors["D.from_rgb.weight"].shape[1] == 4
+
+
+def test_a_joining_module_loads_when_the_checkpoint_has_it_and_no_other_module_may_be_missing():
+    from core.train.rundir import pack_state, unpack_state
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    fresh_a, fresh_b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    tensors, meta = pack_state({"A": a, "B": b}, {})
+    unpack_state(tensors, meta, {"A": fresh_a, "B": fresh_b}, {}, joining=("B",))
+    assert torch.equal(fresh_b.weight, b.weight)  # present: loaded, not left fresh
+    only_a, meta = pack_state({"A": a}, {})
+    kept = fresh_b.weight.clone()
+    unpack_state(only_a, meta, {"A": fresh_a, "B": fresh_b}, {}, joining=("B",))
+    assert torch.equal(fresh_b.weight, kept)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        unpack_state(only_a, meta, {"A": fresh_a, "B": fresh_b}, {})

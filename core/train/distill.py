@@ -6,7 +6,9 @@ A GAN trained from scratch on a 2-core CPU stays a blob; here every step has a f
 discriminator's noisy signal. z has one coordinate per factor (`core.synthfaces.latent`), the generator is our
 StyleGAN3 (mapping + synthesis, unchanged, z left un-normalised so that its scale keeps its meaning), and the
 loss is pixel L1 at several scales plus, each weighted in the config, the frozen analyzer's identity embedding,
-factor readings and landmarks of the generated face against those of the rendered one. Adam with beta1 0.9
+factor readings and landmarks of the generated face against those of the rendered one, and optionally a
+non-saturating GAN term through a discriminator trained on rendered against generated faces (logistic loss, lazy
+R1, as in `core.train.gan`; from `adversarial_from` on, so a resumed run can add it). Adam with beta1 0.9
 learns this far faster than the GAN's Adam(0, 0.99). An EMA copy of G is what ships. The latents of each step
 come from a stream seeded by the step, so a resumed run sees exactly what an uninterrupted one would. The rate
 (constant, then optionally a cosine decay) and the step the analyzer terms join are read from the config at every
@@ -27,10 +29,12 @@ from tqdm import tqdm
 from core.config import from_dict
 from core.imaging import save_grid
 from core.metrics.fidelity import fidelity
+from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator
 from core.synthfaces.latent import Z_DIM, factors_from_z
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
+from core.train.gan import r1_penalty
 from core.train.rundir import RunConfig, TrainingRun
 
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
@@ -72,6 +76,14 @@ class DistillConfig(RunConfig):
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
     analyzer_from: int = 0  # the analyzer terms count from this step on (pixels alone shape the face first)
+    weight_adversarial: float = 0.0  # non-saturating GAN loss of G through a discriminator (rendered vs generated)
+    adversarial_from: int = 0  # the step the discriminator starts training (a resumed run may add it later)
+    d_landmarks: bool = False  # D also sees the target's landmark map (bumps of feature_sigma): a conditional D
+    d_channel_base: int = 2048
+    d_channel_max: int = 128
+    d_lr: float = 0.002
+    r1_gamma: float = 0.5  # lazy R1 on the rendered faces every r1_interval steps, as in the GAN loop
+    r1_interval: int = 16
     analyzer: str = "synthfaces"
     log_every: int = 10
     sample_every: int = 200
@@ -84,7 +96,7 @@ class DistillConfig(RunConfig):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")
         if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_identity,
-               self.weight_factors, self.weight_landmarks) < 0:
+               self.weight_factors, self.weight_landmarks, self.weight_adversarial, self.r1_gamma) < 0:
             raise ValueError("loss weights must be >= 0")
         if self.pixel_norm not in ("l1", "l2"):
             raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
@@ -101,6 +113,10 @@ class DistillConfig(RunConfig):
                     margin_size=self.margin_size, conv_kernel=self.conv_kernel, first_cutoff=self.first_cutoff,
                     first_stopband=self.first_stopband, num_fp16_res=0, conv_clamp=256,
                     magnitude_ema_beta=0.5 ** (self.batch_size / 20_000))
+
+    def discriminator_kwargs(self) -> dict[str, Any]:
+        return dict(img_resolution=self.resolution, img_channels=3 + self.d_landmarks, channel_base=self.d_channel_base,
+                    channel_max=self.d_channel_max)
 
 
 def targets(z: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,6 +169,33 @@ def analyzer_losses(analyzer: torch.nn.Module, fake: torch.Tensor, real: torch.T
             "loss_landmarks": (lm_f - lm_r).abs().mean()}
 
 
+def discriminator_input(images: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """Images in [0, 1] (and the optional landmark-map channel) as the discriminator reads them, in [-1, 1]."""
+    return (images if condition is None else torch.cat([images, condition], 1)) * 2 - 1
+
+
+def discriminator_step(D: Discriminator, opt: torch.optim.Optimizer, fake: torch.Tensor, real: torch.Tensor,
+                       condition: torch.Tensor | None, cfg: DistillConfig, step: int) -> dict[str, torch.Tensor]:
+    """One update of D on rendered (real) against generated faces in [0, 1], both with the same condition:
+    logistic loss, lazy R1 on the reals (the GAN loop's recipe). Returns the logged scalars."""
+    D.requires_grad_(True)
+    real, fake = discriminator_input(real, condition), discriminator_input(fake.detach(), condition)
+    regularise = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
+    if regularise:
+        logits_real, penalty = r1_penalty(D, real, 0.0)
+        loss_r1 = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
+    else:
+        logits_real, loss_r1 = D(real), torch.zeros(())
+    logits_fake = D(fake)
+    loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    opt.zero_grad(set_to_none=True)
+    (loss_d + loss_r1).backward()
+    opt.step()
+    D.requires_grad_(False)
+    return {"loss_d": loss_d.detach(), "logits_real": logits_real.detach().mean(),
+            "logits_fake": logits_fake.detach().mean()}
+
+
 def learning_rate(cfg: DistillConfig, step: int) -> float:
     """The learning rate of one step: constant, then (from `lr_decay_from`) a cosine down to `lr_final`."""
     if cfg.lr_decay_from < 0 or step < cfg.lr_decay_from:
@@ -194,6 +237,12 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     G = Generator(**cfg.generator_kwargs())
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    D = opt_d = None
+    if cfg.weight_adversarial > 0:
+        D = Discriminator(**cfg.discriminator_kwargs()).requires_grad_(False)
+        ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0  # lazy-R1 correction
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+    modules, optimizers = {"G": G, "G_ema": G_ema, "D": D}, {"g": opt, "d": opt_d}
     analyzer = load_analyzer(cfg.analyzer).requires_grad_(False).eval() if (
         cfg.uses_analyzer or cfg.eval_images > 0) else None
     evaluator = Evaluator(cfg, analyzer) if cfg.eval_images > 0 else None
@@ -202,9 +251,10 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     beta = 0.5 ** (cfg.batch_size / max(cfg.ema_images, 1e-8))
     weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges,
                "loss_features": cfg.weight_features, "loss_identity": cfg.weight_identity,
-               "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks}
+               "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks,
+               "loss_adversarial": cfg.weight_adversarial}
     with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
-        run.restore({"G": G, "G_ema": G_ema}, {"g": opt})
+        run.restore(modules, optimizers, joining=("D", "d"))
         bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc="distill")
         t0, t0_step = time.time(), run.step
         while run.step < cfg.steps:
@@ -219,19 +269,24 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                                                        feature_map(landmarks, cfg.resolution, cfg.feature_sigma))
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
                 losses.update(analyzer_losses(analyzer, fake, real))
+            adversarial = D is not None and run.step >= cfg.adversarial_from
+            if adversarial:
+                condition = feature_map(landmarks, cfg.resolution, cfg.feature_sigma) if cfg.d_landmarks else None
+                losses["loss_adversarial"] = F.softplus(-D(discriminator_input(fake, condition))).mean()
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for group in opt.param_groups:  # from the config, not the checkpoint: a resume may change the schedule
                 group["lr"] = learning_rate(cfg, run.step)
             opt.step()
+            d_scalars = discriminator_step(D, opt_d, fake, real, condition, cfg, run.step) if adversarial else {}
             update_ema(G_ema, G, beta)
             run.step += 1
             step = run.step
             bar.update(1)
             if step % cfg.log_every == 0:
                 rate = (step - t0_step) * cfg.batch_size / (time.time() - t0)
-                run.log(step, loss=loss.item(), **{k: v.item() for k, v in losses.items()},
+                run.log(step, loss=loss.item(), **{k: v.item() for k, v in {**losses, **d_scalars}.items()},
                         lr=opt.param_groups[0]["lr"], images_per_s=rate, images_seen=step * cfg.batch_size)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.sample_every == 0 or step == cfg.steps:
@@ -242,7 +297,7 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 run.report = evaluator(G_ema)
                 run.log(step, **run.report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                run.save(step, "distill_training", {"G": G, "G_ema": G_ema}, {"g": opt})
+                run.save(step, "distill_training", modules, optimizers)
         bar.close()
         if evaluator is not None and not run.report:  # resumed at its last step: still report
             run.report = evaluator(G_ema)

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import torch
 import yaml
@@ -147,13 +147,17 @@ def pack_state(modules: Mapping[str, Optional[torch.nn.Module]],
 
 def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
                  modules: Mapping[str, Optional[torch.nn.Module]],
-                 optimizers: Mapping[str, Optional[torch.optim.Optimizer]]) -> None:
-    """Inverse of `pack_state`: load every named module and optimizer in place."""
+                 optimizers: Mapping[str, Optional[torch.optim.Optimizer]], joining: Iterable[str] = ()) -> None:
+    """Inverse of `pack_state`: load every named module and optimizer in place. Names in `joining` (a module or
+    optimizer that a resumed run adds, e.g. the discriminator of a phase that starts later) may be absent from the
+    checkpoint and then keep their initial state; any other absent name is an error."""
+    joining = set(joining)
     for name, m in modules.items():
-        if m is not None:
-            m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        if m is not None and (own or name not in joining):
+            m.load_state_dict(own)
     for name, opt in optimizers.items():
-        if opt is not None:
+        if opt is not None and (f"{name}_optimizer" in meta or name not in joining):
             own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "_optim.")}
             load_optimizer_tensors(opt, own, meta[f"{name}_optimizer"])
 
@@ -202,12 +206,13 @@ class TrainingRun:
         return self.dir.samples
 
     def restore(self, modules: Mapping[str, Optional[torch.nn.Module]],
-                optimizers: Mapping[str, Optional[torch.optim.Optimizer]] = {}) -> int:
-        """Load the newest checkpoint into the named modules and optimizers, if resuming; returns its step."""
+                optimizers: Mapping[str, Optional[torch.optim.Optimizer]] = {}, joining: Iterable[str] = ()) -> int:
+        """Load the newest checkpoint into the named modules and optimizers, if resuming; returns its step. Names in
+        `joining` may be missing from the checkpoint (see `unpack_state`)."""
         if self.latest is not None:
             device = next((p.device for m in modules.values() if m is not None for p in m.parameters()), None)
             tensors = {k: v.to(device) for k, v in self.latest[0].items()} if device is not None else self.latest[0]
-            unpack_state(tensors, self.meta, modules, optimizers)
+            unpack_state(tensors, self.meta, modules, optimizers, joining)
         return self.step
 
     def status(self, step: int) -> None:
