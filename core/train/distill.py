@@ -34,7 +34,7 @@ from core.stylegan3.networks import Generator
 from core.synthfaces.latent import Z_DIM, factors_from_z
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
-from core.train.gan import r1_penalty
+from core.train.gan import discriminator_losses, discriminator_optimizer
 from core.train.rundir import RunConfig, TrainingRun
 
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
@@ -97,7 +97,7 @@ class DistillConfig(RunConfig):
                              f"{self.pixel_scales}")
         if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_identity,
                self.weight_factors, self.weight_landmarks, self.weight_adversarial, self.r1_gamma) < 0:
-            raise ValueError("loss weights must be >= 0")
+            raise ValueError("loss weights and r1_gamma must be >= 0")
         if self.pixel_norm not in ("l1", "l2"):
             raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
 
@@ -179,21 +179,14 @@ def discriminator_step(D: Discriminator, opt: torch.optim.Optimizer, fake: torch
     """One update of D on rendered (real) against generated faces in [0, 1], both with the same condition:
     logistic loss, lazy R1 on the reals (the GAN loop's recipe). Returns the logged scalars."""
     D.requires_grad_(True)
-    real, fake = discriminator_input(real, condition), discriminator_input(fake.detach(), condition)
-    regularise = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
-    if regularise:
-        logits_real, penalty = r1_penalty(D, real, 0.0)
-        loss_r1 = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
-    else:
-        logits_real, loss_r1 = D(real), torch.zeros(())
-    logits_fake = D(fake)
-    loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    out = discriminator_losses(D, discriminator_input(real, condition), discriminator_input(fake.detach(), condition),
+                               step, cfg.r1_gamma, cfg.r1_interval)
     opt.zero_grad(set_to_none=True)
-    (loss_d + loss_r1).backward()
+    (out["loss_d"] + out["loss_r1"]).backward()
     opt.step()
     D.requires_grad_(False)
-    return {"loss_d": loss_d.detach(), "logits_real": logits_real.detach().mean(),
-            "logits_fake": logits_fake.detach().mean()}
+    return {"loss_d": out["loss_d"].detach(), "logits_real": out["logits_real"].detach().mean(),
+            "logits_fake": out["logits_fake"].detach().mean()}
 
 
 def learning_rate(cfg: DistillConfig, step: int) -> float:
@@ -240,8 +233,7 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     D = opt_d = None
     if cfg.weight_adversarial > 0:
         D = Discriminator(**cfg.discriminator_kwargs()).requires_grad_(False)
-        ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0  # lazy-R1 correction
-        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        opt_d = discriminator_optimizer(D, cfg.d_lr, cfg.r1_gamma, cfg.r1_interval)
     modules, optimizers = {"G": G, "G_ema": G_ema, "D": D}, {"g": opt, "d": opt_d}
     analyzer = load_analyzer(cfg.analyzer).requires_grad_(False).eval() if (
         cfg.uses_analyzer or cfg.eval_images > 0) else None

@@ -133,6 +133,27 @@ def r1_penalty(D: torch.nn.Module, real: torch.Tensor, sigma: float) -> tuple[to
     return logits, grad.square().sum(dim=[1, 2, 3])
 
 
+def discriminator_optimizer(D: torch.nn.Module, lr: float, r1_gamma: float, r1_interval: int) -> torch.optim.Adam:
+    """Adam(0, 0.99) for D, with the official lr/beta correction for R1 applied every `r1_interval` steps."""
+    ratio = r1_interval / (r1_interval + 1) if r1_gamma > 0 else 1.0
+    return torch.optim.Adam(D.parameters(), lr=lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+
+
+def discriminator_losses(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, step: int, r1_gamma: float,
+                         r1_interval: int, sigma: float = 0.0) -> dict[str, torch.Tensor]:
+    """D's logistic loss on reals and fakes ([-1, 1], blurred by sigma) plus lazy R1 on the reals every
+    `r1_interval` steps: loss_d, loss_r1 (zero between), logits_real, logits_fake and, when regularised, penalty."""
+    out: dict[str, torch.Tensor] = {}
+    if r1_gamma > 0 and step % r1_interval == 0:
+        out["logits_real"], out["penalty"] = r1_penalty(D, real, sigma)
+        out["loss_r1"] = out["penalty"].mean() * (r1_gamma / 2) * r1_interval
+    else:
+        out["logits_real"], out["loss_r1"] = D(blur(real, sigma)), torch.zeros((), device=real.device)
+    out["logits_fake"] = D(blur(fake, sigma))
+    out["loss_d"] = F.softplus(out["logits_fake"]).mean() + F.softplus(-out["logits_real"]).mean()
+    return out
+
+
 def _average_gradients(accelerator: Any, module: torch.nn.Module) -> None:
     if accelerator.num_processes == 1:
         return
@@ -199,9 +220,8 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
     G = build_generator(cfg).to(device)
     D = Discriminator(**cfg.discriminator_kwargs()).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+    opt_d = discriminator_optimizer(D, cfg.d_lr, cfg.r1_gamma, cfg.r1_interval)
     Q = VarPredNet(cfg.vp_dims, cfg.vp_width).to(device) if cfg.vp_weight > 0 else None
     opt_q = torch.optim.Adam(Q.parameters(), lr=cfg.vp_lr) if Q is not None else None
     modules, optimizers = {"G": G, "D": D, "G_ema": G_ema, "Q": Q}, {"g": opt_g, "d": opt_d, "q": opt_q}
@@ -227,17 +247,11 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
             D.requires_grad_(True)
             with torch.no_grad(), accelerator.autocast():
                 fake = G(z_d, update_emas=True)
-            regularise = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
             with accelerator.autocast():
-                if regularise:
-                    logits_real, penalty = r1_penalty(D, real, sigma)
-                    loss_r1 = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
-                else:
-                    logits_real, loss_r1 = D(blur(real, sigma)), torch.zeros((), device=device)
-                logits_fake = D(blur(fake, sigma))
-                loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+                d_out = discriminator_losses(D, real, fake, step, cfg.r1_gamma, cfg.r1_interval, sigma)
+            loss_d, logits_real, logits_fake = d_out["loss_d"], d_out["logits_real"], d_out["logits_fake"]
             opt_d.zero_grad(set_to_none=True)
-            (loss_d + loss_r1).float().backward()
+            (loss_d + d_out["loss_r1"]).float().backward()
             _average_gradients(accelerator, D)
             opt_d.step()
 
@@ -272,8 +286,8 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
                 scalars = dict(loss_d=loss_d.item(), loss_g=loss_g.item(), logits_real=logits_real.mean().item(),
                                logits_fake=logits_fake.mean().item(), blur_sigma=sigma, images_per_s=rate,
                                images_seen=seen)
-                if regularise:
-                    scalars["r1_penalty"] = penalty.mean().item()
+                if "penalty" in d_out:
+                    scalars["r1_penalty"] = d_out["penalty"].mean().item()
                 if Q is not None:
                     scalars.update(loss_vp=loss_vp.item(), vp_accuracy=vp_acc.item())
                 run.log(step, **scalars)
