@@ -1,6 +1,7 @@
 """The disentanglement report card: several latent spaces scored side by side against SynthFaces' ground truth.
 
     python -m core.reports.disentanglement [--out docs/report_card] [--spaces factors,rotation,...] [--quick]
+    python -m core.reports.disentanglement --spaces generator-z,generator-w,generator-nice --update
 
 Spaces: SynthFaces factors themselves (the ceiling), a random rotation of them (the floor), the distilled
 generator's z (its coordinates are the factors through a fixed map) and W, the NICE codes of that W, the beta-VAE
@@ -197,6 +198,18 @@ def report_card(names: list[str], models: str = "embedded", sizes: dict[str, int
     return {"sizes": sizes, "vp_preset": vp_preset, "models": models, "rows": rows}
 
 
+def merge_cards(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old` with the rows of `new` in place of its rows for the same spaces (new spaces go last), so that one
+    re-scored space does not cost the whole card; both must use the same sizes, VP preset and model set."""
+    for key in ("sizes", "vp_preset", "models"):
+        if old.get(key) != new.get(key):
+            raise ValueError(f"the existing card was scored with {key}={old.get(key)!r}, this run with "
+                             f"{new.get(key)!r}: re-score every space instead of --update")
+    fresh = {row["space"]: row for row in new["rows"]}
+    rows = [fresh.pop(row["space"], row) for row in old["rows"]]
+    return {**old, "rows": rows + list(fresh.values())}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.reports.disentanglement", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/report_card")
@@ -205,14 +218,21 @@ def main(argv: list[str] | None = None) -> int:
                                        "vae-beta0p5,vae-beta1,vae-beta4,vae-beta8")
     p.add_argument("--no-vp", action="store_true", help="leave VP out (it renders image pairs: the slow part)")
     p.add_argument("--quick", action="store_true", help="tiny sample sizes (a smoke test, not a report)")
+    p.add_argument("--update", action="store_true",
+                   help="re-score only --spaces and keep the other rows of the card already in --out")
     args = p.parse_args(argv)
+    out = Path(args.out)
     try:
-        card = report_card(args.spaces.split(","), args.models, QUICK if args.quick else SIZES,
-                           None if args.no_vp else "interactive")
-    except ValueError as e:
+        sizes, vp_preset = QUICK if args.quick else SIZES, None if args.no_vp else "interactive"
+        old = json.loads((out / "report.json").read_text()) if args.update else None
+        if old is not None:  # a card that cannot be merged fails before the scoring, not after it
+            merge_cards(old, {"sizes": sizes, "vp_preset": vp_preset, "models": args.models, "rows": []})
+        card = report_card(args.spaces.split(","), args.models, sizes, vp_preset)
+        if old is not None:
+            card = merge_cards(old, card)
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / "report.md").write_text(markdown(card))

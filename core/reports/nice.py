@@ -7,7 +7,7 @@ factors); on any other generator the factors are those the analyzer reads reliab
     python -m core.reports.nice [--config configs/nice_synthfaces.yaml] [--nice synthfaces_nice] [--out docs/nice]
 
 The raw-W baseline splits W at the same place (first id_dim coordinates = 'identity'). Writes report.json,
-report.md (the table) and pca.html (plotly) into --out.
+report.md (the table) and pca.html (plotly; pca.png too where kaleido can draw it) into --out.
 """
 from __future__ import annotations
 
@@ -181,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(markdown(result))
-    pca_figure(arrays).write_html(out / "pca.html", include_plotlyjs="cdn")
+    fig = pca_figure(arrays)
+    fig.write_html(out / "pca.html", include_plotlyjs="cdn")
+    try:
+        fig.write_image(out / "pca.png", scale=1)
+    except (ValueError, RuntimeError, ImportError) as e:  # kaleido (and a Chrome) are optional
+        print(f"pca.png not written ({e}); pca.html has the same figure", file=sys.stderr)
     print(markdown(result))
     return 0
 

@@ -173,6 +173,8 @@ def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> 
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 run.save(step, "nice_training", modules, optimizers)
         bar.close()
+        if not run.report:  # resumed at its last step: the losses it logged there
+            run.report = {k: v for k, v in run.dir.logged(run.step).items() if k != "steps_per_s"}
         run.ship(nice, generator=cfg.generator)
     return run.report
 

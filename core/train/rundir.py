@@ -77,6 +77,19 @@ class RunDir:
                 continue  # a half-written last line from the killed process
         atomic_write_text(path, "".join(x + "\n" for x in kept))
 
+    def logged(self, step: int) -> dict[str, float]:
+        """The scalars logged at `step` (every line of that step merged; empty when nothing was logged there)."""
+        path = self.path / "metrics.jsonl"
+        out: dict[str, float] = {}
+        for line in (path.read_text().splitlines() if path.exists() else []):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step") == step:
+                out.update({k: v for k, v in record.items() if k not in ("step", "time")})
+        return out
+
     def set_status(self, state: str, step: int, **extra: Any) -> None:
         """Atomically replace status.json."""
         if state not in STATES:
