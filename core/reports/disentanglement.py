@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from core.reports import write_figure
 from core.metrics.disentanglement import DCIReference, beta_vae_score, dci_reference, factor_vae_score, mig, sap
 from core.synthfaces.factors import NUM_FACTORS
 from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled, z_from_factors
@@ -236,12 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / "report.md").write_text(markdown(card))
-    fig = figure(card)
-    fig.write_html(out / "card.html", include_plotlyjs="cdn")
-    try:
-        fig.write_image(out / "card.png", scale=1)
-    except (ValueError, RuntimeError, ImportError) as e:  # kaleido (and a Chrome) are optional
-        print(f"card.png not written ({e}); card.html has the same figure", file=sys.stderr)
+    write_figure(figure(card), out, "card")
     print(markdown(card))
     return 0
 

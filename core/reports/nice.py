@@ -24,6 +24,7 @@ import torch
 from core.metrics.disentanglement import dci_reference
 from core.metrics.identity import mix_scores, split_w_mix, true_mix_scores
 from core.nice import NICE
+from core.reports import write_figure
 from core.synthfaces import FACTOR_NAMES
 from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled
 from core.train.nice import Frozen, NiceConfig, probe_leakage
@@ -181,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(markdown(result))
-    fig = pca_figure(arrays)
-    fig.write_html(out / "pca.html", include_plotlyjs="cdn")
-    try:
-        fig.write_image(out / "pca.png", scale=1)
-    except (ValueError, RuntimeError, ImportError) as e:  # kaleido (and a Chrome) are optional
-        print(f"pca.png not written ({e}); pca.html has the same figure", file=sys.stderr)
+    write_figure(pca_figure(arrays), out, "pca")
     print(markdown(result))
     return 0
 
