@@ -194,8 +194,10 @@ def free_port() -> int:
 def test_curve_grows_in_a_real_browser_while_a_run_trains(tmp_path):
     from playwright.sync_api import sync_playwright
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The run must outlast the browser's start on a slow, shared machine, so it has far more epochs than it gets
+    # to run: the finally block kills it.
     sets = ["name=live", f"runs_dir={tmp_path}", "train_identities=10", "per_identity=4", "val_identities=4",
-            "val_per_identity=2", "width=8", "hidden=32", "embed_dim=16", "batch_size=8", "epochs=60", "lr=0.001",
+            "val_per_identity=2", "width=8", "hidden=32", "embed_dim=16", "batch_size=8", "epochs=100000", "lr=0.001",
             "log_every=1", "ship_to=''"]
     trainer = subprocess.Popen([sys.executable, "-m", "core.train", "analyzer", "--set", *sets], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
