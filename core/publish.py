@@ -45,19 +45,6 @@ def export_run(run_dir: str | Path) -> tuple[str, Any, dict[str, Any]]:
     return role, model, {"trained_with": meta.get("config", {}), "step": meta["step"]}
 
 
-def _last_metrics(run_dir: Path) -> dict[str, float]:
-    merged: dict[str, float] = {}
-    path = run_dir / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            merged.update(record)
-    return {k: v for k, v in merged.items() if k != "time"}
-
-
 def stage_run(run_dir: str | Path, repo_id: str, out: str | Path) -> Path:
     """Write the folder that `push` uploads: model files, manifest, config, sample grid and a model card."""
     run_dir, out = Path(run_dir), Path(out)
@@ -69,7 +56,7 @@ def stage_run(run_dir: str | Path, repo_id: str, out: str | Path) -> Path:
     samples = sorted((run_dir / "samples").glob("*.png"))
     if samples:
         shutil.copy(samples[-1], out / "samples.png")
-    metrics = _last_metrics(run_dir)
+    metrics = {k: v for r in RunDir(run_dir).records() for k, v in r.items() if k != "time"}  # each one's last
     card = {"library_name": "latent-lab", "tags": ["latent-lab", model.kind, "synthfaces"], "license": "mit"}
     lines = ["---", yaml.safe_dump(card, sort_keys=False).strip(), "---", "",
              f"# {repo_id}", "", f"A Latent Lab {model.kind} ({role}) from run `{run_dir.name}`, "

@@ -63,32 +63,29 @@ class RunDir:
         finally:
             os.close(fd)
 
-    def rewind(self, step: int) -> None:
-        """Drop metric lines logged after `step` (by a run killed after its last checkpoint), atomically."""
+    def records(self) -> list[dict[str, Any]]:
+        """The metric lines of metrics.jsonl in order, parsed; a half-written line from a killed process is skipped."""
         path = self.path / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a half-written last line from the killed process
-        atomic_write_text(path, "".join(x + "\n" for x in kept))
-
-    def logged(self, step: int) -> dict[str, float]:
-        """The scalars logged at `step` (every line of that step merged; empty when nothing was logged there)."""
-        path = self.path / "metrics.jsonl"
-        out: dict[str, float] = {}
-        for line in (path.read_text().splitlines() if path.exists() else []):
+        out = []
+        for line in path.read_text().splitlines() if path.exists() else []:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if record.get("step") == step:
-                out.update({k: v for k, v in record.items() if k not in ("step", "time")})
+            if isinstance(record, dict):
+                out.append(record)
         return out
+
+    def rewind(self, step: int) -> None:
+        """Drop metric lines logged after `step` (by a run killed after its last checkpoint), atomically."""
+        if (self.path / "metrics.jsonl").exists():
+            kept = [r for r in self.records() if isinstance(r.get("step"), int) and r["step"] <= step]
+            atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+
+    def logged(self, step: int) -> dict[str, float]:
+        """The scalars logged at `step` (every line of that step merged; empty when nothing was logged there)."""
+        return {k: v for r in self.records() if r.get("step") == step
+                for k, v in r.items() if k not in ("step", "time")}
 
     def set_status(self, state: str, step: int, **extra: Any) -> None:
         """Atomically replace status.json."""
