@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,9 +16,10 @@ from pathlib import Path
 import pytest
 
 import app
+from apps.monitor_proxy import free_port
+from apps.screenshots import chromium, chromium_path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_flags_win_over_variables_which_win_over_defaults(monkeypatch):
@@ -98,12 +97,6 @@ def test_the_space_header_matches_the_requirements():
     assert "*.safetensors filter=lfs" in (ROOT / ".gitattributes").read_text()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def processes_with(text: str) -> list[int]:
     """PIDs whose command line contains `text` (from /proc)."""
     found = []
@@ -134,9 +127,8 @@ def write_run(root: Path) -> Path:
     return run
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path):
-    from playwright.sync_api import sync_playwright
     runs = tmp_path / "runs"
     run = write_run(runs)
     port = free_port()
@@ -155,11 +147,7 @@ def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path)
                 time.sleep(1)
         assert ready, "the suite (with its monitor) did not come up on its one port"
         assert processes_with(str(runs)), "the monitor child is not running"
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        with chromium(1400, 1000) as page:
             page.goto(base, timeout=120_000)
             headings = {"Face mixing": "Face mixing", "Latent sliders": "Latent sliders",
                         "VP metric": "Variation predictability", "VAE lab": "VAE lab"}
@@ -188,7 +176,6 @@ def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path)
                     f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")
             inner.wait_for_function(f"({count})() > {first}", timeout=60_000)
             page.screenshot(path=str(tmp_path / "space.png"), full_page=True)
-            browser.close()
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)

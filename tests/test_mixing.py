@@ -1,7 +1,6 @@
 """Face mixing: upload checks, the face check, projection into W, mixes, grids and strips, and the Gradio page."""
 from __future__ import annotations
 
-import shutil
 
 import gradio as gr
 import numpy as np
@@ -10,11 +9,11 @@ import torch
 from PIL import Image
 
 from apps import face_mixing
+from apps.screenshots import chromium, chromium_path
 from core.imaging import to_pil
 from core.mixing import FaceInputError, FaceMixer, load_face_image
 from core.synthfaces import render_faces
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -147,17 +146,12 @@ def test_page_without_nice_says_why(tmp_path, monkeypatch):
     assert any("Not available" in t for t in texts)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_mixing_in_a_real_browser(mixer, tmp_path):
-    from playwright.sync_api import sync_playwright
     demo = face_mixing.build(mixer)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+        with chromium(1200, 900) as page:
             page.goto(demo.local_url, timeout=60_000)
             scores = "() => document.querySelector('#mix-scores')?.innerText || ''"
             page.wait_for_function(f"({scores})().includes('seed 1')", timeout=60_000)
@@ -170,6 +164,5 @@ def test_mixing_in_a_real_browser(mixer, tmp_path):
                                    ".length")
             assert images >= 3
             page.screenshot(path=str(tmp_path / "mixing.png"), full_page=True)
-            browser.close()
     finally:
         demo.close()

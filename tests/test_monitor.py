@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apps.monitor_proxy import free_port
+from apps.screenshots import chromium, chromium_path
 from core.imaging import save_grid
 from core.train.runs import MetricsTail, config_table, downsample, list_runs, run_status, sample_steps, smooth
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "apps" / "training_monitor.py"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def write_run(root: Path, name: str, state: str, steps: int, lr: float = 0.001, updated: float | None = None,
@@ -184,15 +185,8 @@ def test_sections_put_losses_first_and_draw_a_family_as_one_chart(tmp_path, monk
     assert header["ETA"][0] == "—" and "ago" in header["last line"][0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_curve_grows_in_a_real_browser_while_a_run_trains(tmp_path):
-    from playwright.sync_api import sync_playwright
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # The run must outlast the browser's start on a slow, shared machine, so it has far more epochs than it gets
     # to run: the finally block kills it.
@@ -210,11 +204,7 @@ def test_curve_grows_in_a_real_browser_while_a_run_trains(tmp_path):
         deadline = time.time() + 120
         while not (tmp_path / "live" / "metrics.jsonl").exists() and time.time() < deadline:
             time.sleep(0.2)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page()
+        with chromium() as page:
             page.goto(f"http://127.0.0.1:{port}", timeout=60_000)
             page.wait_for_selector(".js-plotly-plot", timeout=90_000)
             count = "() => Math.max(0, ...[...document.querySelectorAll('.js-plotly-plot')].map(e => " \
@@ -223,7 +213,6 @@ def test_curve_grows_in_a_real_browser_while_a_run_trains(tmp_path):
             page.wait_for_function(f"({count})() > {first}", timeout=90_000)
             assert page.evaluate(count) > first > 0
             page.screenshot(path=str(tmp_path / "monitor.png"), full_page=True)
-            browser.close()
     finally:
         for proc in (trainer, server):
             proc.kill()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from apps import latent_sliders
+from apps.screenshots import chromium, chromium_path
 from core.checkpoints import save_checkpoint
 from core.directions import (Editor, apply, directions, fit_direction, for_generator, load_directions,
                              nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
@@ -157,18 +158,13 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
     assert any("PCA only" in c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown")
 
 
-@pytest.mark.skipif(not (__import__("shutil").which("chromium")), reason="needs Debian's chromium; .ci/run installs it")
+@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
-    from playwright.sync_api import sync_playwright
     dirs = pca_directions(sample_w(tiny_g, 500), 2)
     demo = latent_sliders.build(Editor(tiny_g, dirs))
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=__import__("shutil").which("chromium"), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page()
+        with chromium() as page:
             page.goto(demo.local_url, timeout=60_000)
             after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
             page.wait_for_function(f"({after})().length > 0", timeout=60_000)
@@ -189,7 +185,6 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
                     break
                 page.wait_for_timeout(250)  # the button is refreshed by its own event, just after the image
             assert download.value.suggested_filename == "seed0_edited.png" and np.array_equal(got, expected)
-            browser.close()
     finally:
         demo.close()
 
