@@ -47,9 +47,9 @@ def _mixing(page) -> None:
     page.locator("#mix-scores").get_by_text("similarity").first.wait_for(timeout=WAIT_MS)
     for accordion, button in [("Grid: identities", "Make grid"), ("Interpolation strips", "Make strips")]:
         page.get_by_text(accordion).click()
-        page.get_by_role("button", name=button).click()
-    page.get_by_text("grid.zip").wait_for(timeout=WAIT_MS)
-    page.get_by_text("attributes.gif").wait_for(timeout=WAIT_MS)
+        page.get_by_role("button", name=button, exact=True).click()
+    sizes = page.get_by_text(re.compile(r"^\d+(\.\d+)?\s*[KM]B"))  # a file's size shows once it is written
+    sizes.nth(3).wait_for(timeout=WAIT_MS)  # grid.png, grid.zip, identity.gif, attributes.gif
 
 
 def _sliders(page) -> None:
@@ -62,16 +62,16 @@ def _sliders(page) -> None:
 
 
 def _vp(page) -> None:
-    page.get_by_role("button", name="Score").click()
+    page.get_by_role("button", name="Score", exact=True).click()
     page.locator("#vp-summary").get_by_text("VP score").wait_for(timeout=WAIT_MS)
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=WAIT_MS)
 
 
 def _vae(page) -> None:
-    page.get_by_role("button", name="Reconstruct").click()
+    page.get_by_role("button", name="Reconstruct", exact=True).click()
     page.get_by_text("reconstruction SSIM").wait_for(timeout=WAIT_MS)
     page.get_by_text("Samples from the prior").click()
-    page.get_by_role("button", name="Sample").click()
+    page.get_by_role("button", name="Sample", exact=True).click()
     page.get_by_text("z ~ N(0, I)").first.wait_for(timeout=WAIT_MS)
 
 
