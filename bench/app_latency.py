@@ -25,14 +25,10 @@ from apps.latent_sliders import build, edit_image, load_editor
 
 def browser_times(url: str, updates: int) -> list[float]:
     """Sorted ms from an arrow-key press on the first direction's slider to a changed "after" image."""
-    import shutil
-
-    from playwright.sync_api import sync_playwright
+    from apps.screenshots import chromium
     after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
     out = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+    with chromium(1280, 720) as page:
         page.goto(url, timeout=60_000)
         page.wait_for_function(f"({after})().length > 0", timeout=60_000)
         page.locator("input[type=range]").nth(1).focus()  # 0 is truncation
@@ -43,7 +39,6 @@ def browser_times(url: str, updates: int) -> list[float]:
             page.wait_for_function(f"({after})() !== {before!r}", timeout=30_000, polling=1)
             if i >= 2:
                 out.append((time.perf_counter() - t0) * 1000)
-        browser.close()
     return sorted(out)
 
 
