@@ -321,6 +321,27 @@ def test_the_adversarial_phase_joins_a_resumed_run_with_a_fresh_discriminator(tm
     assert any(k.startswith("D.") for k in tensors) and "d_optimizer" in meta
 
 
+def test_bf16_auxiliary_networks_leave_the_generator_in_float32_and_still_learn(tmp_path):
+    """aux_precision=bf16 runs D and the analyzer under bfloat16 autocast: their terms move a little from the
+    float32 run's, G's pixel term does not move at all, G stays float32, and D still tells the faces apart."""
+    common = dict(steps=30, eval_images=0, sample_every=100, checkpoint_every=30, log_every=1, weight_adversarial=0.1,
+                  r1_interval=4, weight_landmarks=0.5)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        train_distill(tiny(tmp_path, precision, aux_precision=precision, **common), progress=False)
+        runs[precision] = [json.loads(x) for x in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
+    first = {k: v[0] for k, v in runs.items()}
+    assert first["bf16"]["loss_pixel"] == first["fp32"]["loss_pixel"]
+    for term in ("loss_adversarial", "loss_landmarks"):
+        assert first["bf16"][term] != first["fp32"][term]
+        assert first["bf16"][term] == pytest.approx(first["fp32"][term], rel=0.05)
+    assert min(x["logits_real"] - x["logits_fake"] for x in runs["bf16"][-5:]) > 0
+    tensors, _ = RunDir(tmp_path / "bf16").latest()
+    assert all(v.dtype == torch.float32 for k, v in tensors.items() if k.startswith(("G.", "G_ema.", "D.")))
+    with pytest.raises(ValueError, match="aux_precision"):
+        tiny(tmp_path, "bad", aux_precision="fp16")
+
+
 def test_a_landmark_conditioned_discriminator_reads_the_targets_landmark_map(tmp_path):
     """With d_landmarks, D sees a fourth channel: bumps on the target's true eye, nose and mouth landmarks, the same
     for the rendered face and the generated one (so it can judge whether the features are in their places)."""

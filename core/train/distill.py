@@ -85,6 +85,8 @@ class DistillConfig(RunConfig):
     r1_gamma: float = 0.5  # lazy R1 on the rendered faces every r1_interval steps, as in the GAN loop
     r1_interval: int = 16
     analyzer: str = "synthfaces"
+    aux_precision: str = "fp32"  # bf16: D and the analyzer run under bfloat16 autocast (faster on a CPU with
+    # AVX512-BF16); G, its pixel losses and its EMA stay in float32
     log_every: int = 10
     sample_every: int = 200
     checkpoint_every: int = 100
@@ -100,10 +102,16 @@ class DistillConfig(RunConfig):
             raise ValueError("loss weights and r1_gamma must be >= 0")
         if self.pixel_norm not in ("l1", "l2"):
             raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
+        if self.aux_precision not in ("fp32", "bf16"):
+            raise ValueError(f"aux_precision must be fp32 or bf16, got {self.aux_precision!r}")
 
     @property
     def uses_analyzer(self) -> bool:
         return max(self.weight_identity, self.weight_factors, self.weight_landmarks) > 0
+
+    def aux_autocast(self) -> torch.autocast:
+        """The precision context of the auxiliary networks (discriminator, analyzer) during training."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.aux_precision == "bf16")
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(z_dim=Z_DIM, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
@@ -163,7 +171,8 @@ def analyzer_losses(analyzer: torch.nn.Module, fake: torch.Tensor, real: torch.T
     """Analyzer readings of the generated faces against those of the rendered ones (identity, factors, landmarks)."""
     with torch.no_grad():
         emb_r, logits_r, lm_r = analyzer.raw(real)
-    emb_f, logits_f, lm_f = analyzer.raw(fake)
+    emb_f, logits_f, lm_f = (t.float() for t in analyzer.raw(fake))
+    emb_r, logits_r, lm_r = emb_r.float(), logits_r.float(), lm_r.float()
     return {"loss_identity": 1 - F.cosine_similarity(emb_f, emb_r, dim=1).mean(),
             "loss_factors": (torch.sigmoid(logits_f) - torch.sigmoid(logits_r)).abs().mean(),
             "loss_landmarks": (lm_f - lm_r).abs().mean()}
@@ -179,10 +188,11 @@ def discriminator_step(D: Discriminator, opt: torch.optim.Optimizer, fake: torch
     """One update of D on rendered (real) against generated faces in [0, 1], both with the same condition:
     logistic loss, lazy R1 on the reals (the GAN loop's recipe). Returns the logged scalars."""
     D.requires_grad_(True)
-    out = discriminator_losses(D, discriminator_input(real, condition), discriminator_input(fake.detach(), condition),
-                               step, cfg.r1_gamma, cfg.r1_interval)
+    with cfg.aux_autocast():
+        out = discriminator_losses(D, discriminator_input(real, condition),
+                                   discriminator_input(fake.detach(), condition), step, cfg.r1_gamma, cfg.r1_interval)
     opt.zero_grad(set_to_none=True)
-    (out["loss_d"] + out["loss_r1"]).backward()
+    (out["loss_d"].float() + out["loss_r1"].float()).backward()
     opt.step()
     D.requires_grad_(False)
     return {"loss_d": out["loss_d"].detach(), "logits_real": out["logits_real"].detach().mean(),
@@ -260,11 +270,14 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 losses["loss_features"] = feature_loss(fake, real,
                                                        feature_map(landmarks, cfg.resolution, cfg.feature_sigma))
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
-                losses.update(analyzer_losses(analyzer, fake, real))
+                with cfg.aux_autocast():
+                    losses.update(analyzer_losses(analyzer, fake, real))
             adversarial = D is not None and run.step >= cfg.adversarial_from
             if adversarial:
                 condition = feature_map(landmarks, cfg.resolution, cfg.feature_sigma) if cfg.d_landmarks else None
-                losses["loss_adversarial"] = F.softplus(-D(discriminator_input(fake, condition))).mean()
+                with cfg.aux_autocast():
+                    logits = D(discriminator_input(fake, condition)).float()
+                losses["loss_adversarial"] = F.softplus(-logits).mean()
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
