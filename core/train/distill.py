@@ -170,9 +170,8 @@ def feature_loss(fake: torch.Tensor, real: torch.Tensor, weight_map: torch.Tenso
 def analyzer_losses(analyzer: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
     """Analyzer readings of the generated faces against those of the rendered ones (identity, factors, landmarks)."""
     with torch.no_grad():
-        emb_r, logits_r, lm_r = analyzer.raw(real)
+        emb_r, logits_r, lm_r = (t.float() for t in analyzer.raw(real))  # float32 even under a bf16 autocast
     emb_f, logits_f, lm_f = (t.float() for t in analyzer.raw(fake))
-    emb_r, logits_r, lm_r = emb_r.float(), logits_r.float(), lm_r.float()
     return {"loss_identity": 1 - F.cosine_similarity(emb_f, emb_r, dim=1).mean(),
             "loss_factors": (torch.sigmoid(logits_f) - torch.sigmoid(logits_r)).abs().mean(),
             "loss_landmarks": (lm_f - lm_r).abs().mean()}
