@@ -19,6 +19,8 @@ from apps.monitor_proxy import free_port
 # flags for a headless Chromium on a machine without a network or a display (no background requests, no sandbox)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+# the sliders page's edited face (its data-URL src, '' before the first one): what a slider move changes
+AFTER_SRC = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
 WAIT_MS = 300_000  # the slowest step, VP's first answer, takes about 80 s on a 2-core CPU
 
 
@@ -53,12 +55,11 @@ def _mixing(page) -> None:
 
 
 def _sliders(page) -> None:
-    after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
-    page.wait_for_function(f"({after})().length > 0", timeout=WAIT_MS)
-    first = page.evaluate(after)
+    page.wait_for_function(f"({AFTER_SRC})().length > 0", timeout=WAIT_MS)
+    first = page.evaluate(AFTER_SRC)
     page.get_by_label(re.compile(r"^number input for smile")).fill("2")
     page.keyboard.press("Enter")
-    page.wait_for_function(f"({after})() !== {first!r}", timeout=WAIT_MS)
+    page.wait_for_function(f"({AFTER_SRC})() !== {first!r}", timeout=WAIT_MS)
 
 
 def _vp(page) -> None:

@@ -25,8 +25,7 @@ from apps.latent_sliders import build, edit_image, load_editor
 
 def browser_times(url: str, updates: int) -> list[float]:
     """Sorted ms from an arrow-key press on the first direction's slider to a changed "after" image."""
-    from apps.screenshots import chromium
-    after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
+    from apps.screenshots import AFTER_SRC as after, chromium
     out = []
     with chromium(1280, 720) as page:
         page.goto(url, timeout=60_000)

@@ -1,7 +1,6 @@
 """Face mixing: upload checks, the face check, projection into W, mixes, grids and strips, and the Gradio page."""
 from __future__ import annotations
 
-
 import gradio as gr
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from apps.screenshots import chromium, chromium_path
 from core.imaging import to_pil
 from core.mixing import FaceInputError, FaceMixer, load_face_image
 from core.synthfaces import render_faces
-
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from apps import latent_sliders
-from apps.screenshots import chromium, chromium_path
+from apps.screenshots import AFTER_SRC, chromium, chromium_path
 from core.checkpoints import save_checkpoint
 from core.directions import (Editor, apply, directions, fit_direction, for_generator, load_directions,
                              nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
@@ -166,7 +166,7 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
     try:
         with chromium() as page:
             page.goto(demo.local_url, timeout=60_000)
-            after = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
+            after = AFTER_SRC
             page.wait_for_function(f"({after})().length > 0", timeout=60_000)
             first = page.evaluate(after)
             slider = page.locator("input[type=range]").nth(1)  # the first direction (0 is truncation)
