@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -25,19 +26,42 @@ DISPLAY = 256  # small faces are shown enlarged (nearest neighbour) so their pix
 
 
 SESSION_FILES = Path(tempfile.gettempdir()) / "latent_lab_sessions"  # one folder per browser session
+_SESSION_LOCKS: dict[str, threading.Lock] = {}  # one per session folder: a write and the folder's removal never overlap
+_CLOSED: dict[str, float] = {}  # ended sessions' folders -> when: a late event's file goes at a later session's end
+LATE_EVENT_S = 600.0  # how long after its session ends an event may still write a file
+_LOCKS_GUARD = threading.Lock()
 
 
-def session_path(session: str, name: str) -> Path:
-    """A file in the browser session's own folder: each export overwrites its previous one, and the folder goes
-    when the session ends (`forget_session`), so events leave no files behind."""
-    folder = SESSION_FILES / ("".join(c for c in str(session) if c.isalnum())[:64] or "local")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
+def _session_folder(session: str) -> tuple[Path, threading.Lock]:
+    name = "".join(c for c in str(session) if c.isalnum())[:64] or "local"
+    with _LOCKS_GUARD:
+        return SESSION_FILES / name, _SESSION_LOCKS.setdefault(name, threading.Lock())
+
+
+@contextmanager
+def session_file(session: str, name: str) -> Iterator[Path]:
+    """A file in the browser session's own folder, to write inside the `with`: each export overwrites its previous
+    one, and the folder goes when the session ends (`forget_session`), so events leave no files behind."""
+    folder, lock = _session_folder(session)
+    with lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder / name
 
 
 def forget_session(request: gr.Request) -> None:
-    """`demo.unload` handler: remove a closed session's files."""
-    shutil.rmtree(session_path(request.session_hash, "x").parent, ignore_errors=True)
+    """`demo.unload` handler: remove a closed session's files, and those that ended sessions' late events wrote."""
+    folder, _ = _session_folder(request.session_hash)
+    now = time.monotonic()
+    with _LOCKS_GUARD:
+        _CLOSED[folder.name] = now
+        ended = [(n, _SESSION_LOCKS[n], now - t > LATE_EVENT_S) for n, t in _CLOSED.items()]
+    for name, lock, expired in ended:
+        with lock:
+            shutil.rmtree(SESSION_FILES / name, ignore_errors=True)
+        if expired:
+            with _LOCKS_GUARD:
+                _CLOSED.pop(name, None)
+                _SESSION_LOCKS.pop(name, None)
 
 
 def on_space() -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from apps.common import (Number, Slider, as_number, check_seed_psi, forget_session, gpu, parse_seeds, serve,
-                         session_path, to_array)
+                         session_file, to_array)
 from core.exports import save_video, zip_images
 from core.imaging import save_grid
 from core.mixing import FaceInputError, FaceMixer, RealPhotoError
@@ -92,9 +92,10 @@ class MixingPage:
         w_attrs = torch.cat([self.mixer.w_from_seed(s, psi) for s in attrs])
         images, scores = self.mixer.grid(w_ids, w_attrs)
         pairs = [(i, a) for i in ids for a in attrs]
-        png = save_grid(images, session_path(session, "grid.png"), len(attrs))
-        archive = zip_images({f"id{i}_on{a}": img for img, (i, a) in zip(images, pairs)},
-                             session_path(session, "grid.zip"))
+        with session_file(session, "grid.png") as path:
+            png = save_grid(images, path, len(attrs))
+        with session_file(session, "grid.zip") as path:
+            archive = zip_images({f"id{i}_on{a}": img for img, (i, a) in zip(images, pairs)}, path)
         return [(to_array(img), f"id {i} on {a}: A {sa:.2f} · B {sb:.2f}")
                 for img, (i, a), (sa, sb) in zip(images, pairs, scores.tolist())], len(attrs), str(png), str(archive)
 
@@ -112,7 +113,8 @@ class MixingPage:
         out, gifs = [], []
         for part in ("identity", "attributes"):
             images, scores = self.mixer.strip(w_a, w_b, part, steps)
-            gifs.append(str(save_video(images, session_path(session, f"{part}.gif"), fps=6, bounce=True)))
+            with session_file(session, f"{part}.gif") as path:
+                gifs.append(str(save_video(images, path, fps=6, bounce=True)))
             ts = np.linspace(0, 1, steps)
             out.append([(to_array(img), f"t={t:.2f}: A {sa:.2f} · B {sb:.2f}")
                         for img, t, (sa, sb) in zip(images, ts, scores.tolist())])

@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 
 from apps.common import (MAX_SEED, Number, Slider, as_number, check_seed_psi, face_html, forget_session, gpu,
-                         native_array, serve, session_path)
+                         native_array, serve, session_file)
 from core.directions import Editor, load_editor
 from core.exports import save_video, sweep
 
@@ -28,10 +28,10 @@ def png_file(array: Optional[np.ndarray], seed, session: str = "local") -> Optio
     if array is None:
         return None
     from PIL import Image
-    path = session_path(session, f"seed{int(seed)}_edited.png")
-    for old in path.parent.glob("*_edited.png"):
-        old.unlink()
-    Image.fromarray(array).save(path)
+    with session_file(session, f"seed{int(seed)}_edited.png") as path:
+        for old in path.parent.glob("*_edited.png"):
+            old.unlink()
+        Image.fromarray(array).save(path)
     return str(path)
 
 
@@ -42,8 +42,11 @@ def sweep_videos(editor: Editor, name, seed, psi, frames, session: str = "local"
     seed, psi = check_seed_psi(seed, psi)
     images = sweep(editor, name, seed, psi, int(as_number(frames, "frames", 4, 60, whole=True)), ALPHA)
     stem = f"seed{seed}_{name}"
-    return (str(save_video(images, session_path(session, f"{stem}.mp4"), bounce=True)),
-            str(save_video(images, session_path(session, f"{stem}.gif"), bounce=True)))
+    files = []
+    for suffix in (".mp4", ".gif"):
+        with session_file(session, stem + suffix) as path:
+            files.append(str(save_video(images, path, bounce=True)))
+    return files[0], files[1]
 
 
 def edit_image(editor: Editor, names: list[str], seed, psi, *alphas) -> np.ndarray:

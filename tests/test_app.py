@@ -183,3 +183,35 @@ def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path)
     while processes_with(str(runs)) and time.time() < deadline:
         time.sleep(0.5)
     assert not processes_with(str(runs)), "stopping the app left the monitor running"
+
+
+def test_session_files_go_with_their_session_even_when_an_event_writes_late(monkeypatch, tmp_path):
+    import threading
+    from types import SimpleNamespace
+    from apps import common
+    monkeypatch.setattr(common, "SESSION_FILES", tmp_path)
+    with common.session_file("a", "grid.png") as path:
+        path.write_bytes(b"png")
+    common.forget_session(SimpleNamespace(session_hash="a"))
+    assert not (tmp_path / "a").exists()
+    with common.session_file("a", "late.png") as path:  # an event that finishes after its browser closed
+        path.write_bytes(b"png")
+    common.forget_session(SimpleNamespace(session_hash="b"))  # the next session's end takes it
+    assert list(tmp_path.iterdir()) == []
+
+    errors = []
+    def write(n):
+        try:
+            for i in range(200):
+                with common.session_file("c", f"{n}.png") as path:
+                    path.write_bytes(b"x" * 1000)
+        except Exception as e:  # pragma: no cover - the assertion below reports it
+            errors.append(e)
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in writers:
+        t.start()
+    while any(t.is_alive() for t in writers):  # the folder removed while events write into it
+        common.forget_session(SimpleNamespace(session_hash="c"))
+    assert errors == []
+    common.forget_session(SimpleNamespace(session_hash="c"))
+    assert list(tmp_path.iterdir()) == []
