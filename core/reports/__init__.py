@@ -1,6 +1,7 @@
 """Scripts that measure the shipped models and write their reports (tables, figures) into docs/."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,3 +14,11 @@ def write_figure(fig: Any, out: Path, name: str) -> None:
         fig.write_image(out / f"{name}.png", scale=1)
     except (ValueError, RuntimeError, ImportError) as e:
         print(f"{name}.png not written ({e}); {name}.html has the same figure", file=sys.stderr)
+
+
+def write_report(out: Path, result: dict[str, Any], table: str) -> None:
+    """The one layout of a report folder: report.json (every figure) and report.md (the table, also printed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "report.md").write_text(table)
+    print(table)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from core.reports import write_figure
+from core.reports import write_figure, write_report
 from core.metrics.disentanglement import DCIReference, beta_vae_score, dci_reference, factor_vae_score, mig, sap
 from core.synthfaces.factors import NUM_FACTORS
 from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled, z_from_factors
@@ -234,11 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(card))
+    write_report(out, card, markdown(card))
     write_figure(figure(card), out, "card")
-    print(markdown(card))
     return 0
 
 

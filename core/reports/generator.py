@@ -13,7 +13,6 @@ sheet: rendered row above generated row.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from core.imaging import save_grid
 from core.metrics.fd import FeatureModelUnavailable, analyzer_features, frechet_distance, inception_features
 from core.metrics.fidelity import fidelity
 from core.metrics.ppl import analyzer_distance, ppl
+from core.reports import write_report
 from core.synthfaces.latent import Z_DIM
 from core.train.distill import eval_latents, targets
 
@@ -115,12 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(result))
+    write_report(out, result, markdown(result))
     rows = torch.cat([torch.cat([images["real"][i:i + 8], images["fake"][i:i + 8]]) for i in (0, 8)])
     save_grid(rows, out / "contact_sheet.png", 8)
-    print(markdown(result))
     return 0
 
 

@@ -12,7 +12,6 @@ report.md (the table) and pca.html (plotly; pca.png too where kaleido can draw i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from core.metrics.disentanglement import dci_reference
 from core.metrics.identity import mix_scores, split_w_mix, true_mix_scores
 from core.nice import NICE
-from core.reports import write_figure
+from core.reports import write_figure, write_report
 from core.synthfaces import FACTOR_NAMES
 from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled
 from core.train.nice import Frozen, NiceConfig, probe_leakage
@@ -179,11 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(result))
+    write_report(out, result, markdown(result))
     write_figure(pca_figure(arrays), out, "pca")
-    print(markdown(result))
     return 0
 
 

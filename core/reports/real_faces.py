@@ -9,13 +9,13 @@ the identity distance of every pair with the backend's verdict (same person or n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from core.imaging import save_image
+from core.reports import write_report
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -64,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    write_report(out, result, markdown(result))
     save_image(Image.fromarray(pipeline_picture(faces["astronaut"])), out / "pipeline.png")
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(result))
-    print(markdown(result))
     return 0
 
 
