@@ -87,6 +87,9 @@ def supervised_directions(G: torch.nn.Module, analyzer: Optional[torch.nn.Module
     factors of z (core.synthfaces.latent); for any other generator on what the analyzer reads in its faces."""
     from core.synthfaces import factor_index
     from core.synthfaces.latent import factors_from_z, is_distilled
+    if n < 2 * (G.w_dim + 1):
+        raise ValueError(f"a direction fit in {G.w_dim}-d W needs at least {2 * (G.w_dim + 1)} samples (twice its "
+                         f"unknowns, else it fits noise), got {n}")
     if is_distilled(G):
         z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
         device = G.mapping.w_avg.device
@@ -257,8 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from core.synthfaces.latent import is_distilled
     exact = is_distilled(G)
-    dirs = {**supervised_directions(G, None if exact else load_analyzer("synthfaces"), args.samples),
-            **pca_directions(sample_w(G, 10_000, seed=2), args.pca)}
+    if not 0 <= args.pca <= G.w_dim:
+        print(f"error: --pca must be between 0 and W's {G.w_dim} dimensions, got {args.pca}", file=sys.stderr)
+        return 2
+    try:
+        supervised = supervised_directions(G, None if exact else load_analyzer("synthfaces"), args.samples)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    dirs = {**supervised, **pca_directions(sample_w(G, 10_000, seed=2), args.pca)}
     print("supervised directions fitted on the " + ("exact factors of z (the distilled generator)" if exact else
                                                     "analyzer's readings of generated faces"))
     path = resolve_checkpoint(args.generator)

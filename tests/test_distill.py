@@ -154,9 +154,11 @@ def test_the_fidelity_report_on_a_tiny_generator(tmp_path):
     table = report.markdown(result)
     assert "| landmark NME vs true landmarks (goal <= 5 %) |" in table and "Goals met:" in table
     assert images["real"].shape == images["fake"].shape == (16, 3, 32, 32)
+    from tests.conftest import tiny_kwargs
     with pytest.raises(ValueError, match="one per SynthFaces factor"):
-        from tests.conftest import tiny_kwargs
-        report.report(Generator(**tiny_kwargs()), load_analyzer("synthfaces"), samples=8)
+        report.report(Generator(**tiny_kwargs()), load_analyzer("synthfaces"), samples=16)
+    with pytest.raises(ValueError, match="samples must be at least 16"):
+        report.report(G, load_analyzer("synthfaces"), samples=8)
 
 
 def test_the_readme_try_it_commands_never_touch_the_shipped_checkpoints(tmp_path):

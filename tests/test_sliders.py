@@ -209,4 +209,15 @@ def test_the_distilled_generator_gets_directions_from_the_exact_factors_of_z(tin
         assert corr[name] > 0.35 and corr[name] > 2 * max(c for o, c in corr.items() if o != name), (name, corr)
         assert d.kind == "supervised" and 0.2 < d.quality <= 1
     with pytest.raises(ValueError, match="need an analyzer"):
+        supervised_directions(tiny_g, None, n=100, attributes=("yaw",), progress=False)
+    with pytest.raises(ValueError, match="needs at least 66 samples"):  # 32-d W: 33 unknowns per fit
         supervised_directions(tiny_g, None, n=50, attributes=("yaw",), progress=False)
+
+
+def test_the_directions_command_refuses_too_few_samples_and_writes_nothing(tiny_g, tmp_path, capsys):
+    from core.directions import main
+    g = tiny_g.save_pretrained(tmp_path / "g")
+    assert main(["--generator", str(g), "--samples", "10"]) == 2
+    assert main(["--generator", str(g), "--pca", "33"]) == 2
+    assert "needs at least 66 samples" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "g.safetensors"]

@@ -148,6 +148,8 @@ def test_the_nice_report_uses_exact_factors_and_the_true_mix_on_a_distilled_gene
     nice = NICE(32, 12, hidden=32, depth=2)
     path = nice.save_pretrained(tmp_path / "nice")
     cfg = NiceConfig(generator=str(g), id_dim=12, disc_hidden=16, disc_steps=5, batch_size=8)
+    with pytest.raises(ValueError, match="samples must be at least 40"):
+        nice_report.report(cfg, str(path), samples=39, pairs=16, progress=False)
     result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)
     assert result["factors"] == "exact (distilled generator)" and result["dci_factors"] == list(FACTOR_NAMES)
     for space in result["spaces"].values():

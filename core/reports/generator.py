@@ -27,6 +27,7 @@ from core.reports import write_report
 from core.synthfaces.latent import Z_DIM
 from core.train.distill import eval_latents, targets
 
+CONTACT_SHEET = 16  # faces on the contact sheet: two rows of rendered faces, each above its generated row
 GOALS = {  # metric: (goal, higher is better)
     "identity_cosine_median": (0.8, True),
     "landmark_nme": (0.05, False),
@@ -43,6 +44,9 @@ def generate(G: torch.nn.Module, z: torch.Tensor, batch: int = 100) -> torch.Ten
 def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, seed: int = 1) -> tuple[dict, dict]:
     """(numbers, images for the contact sheet) of G against its targets on `samples` held-out latents."""
     from core.mixing import FaceCheck
+    if samples < CONTACT_SHEET:
+        raise ValueError(f"samples must be at least {CONTACT_SHEET} (the contact sheet shows {CONTACT_SHEET} faces), "
+                         f"got {samples}; the report's figures are meant for about 1,000")
     if G.z_dim != Z_DIM:
         raise ValueError(f"the generator's z has {G.z_dim} dimensions; a distilled generator's has {Z_DIM} (one per "
                          f"SynthFaces factor), so it has no targets to compare with")
@@ -116,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     write_report(out, result, markdown(result))
-    rows = torch.cat([torch.cat([images["real"][i:i + 8], images["fake"][i:i + 8]]) for i in (0, 8)])
-    save_grid(rows, out / "contact_sheet.png", 8)
+    half = CONTACT_SHEET // 2
+    rows = torch.cat([torch.cat([images["real"][i:i + half], images["fake"][i:i + half]]) for i in (0, half)])
+    save_grid(rows, out / "contact_sheet.png", half)
     return 0
 
 

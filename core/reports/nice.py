@@ -31,6 +31,9 @@ from core.train.nice import Frozen, NiceConfig, probe_leakage
 RELIABLE_MAE = 0.1  # DCI uses the factors the analyzer reads to within this mean absolute error (its own report)
 
 
+MIN_SAMPLES = 40
+
+
 def reliable_factors(analyzer: str = "synthfaces") -> list[str]:
     """Factors the analyzer (a load_analyzer name) reads well enough to serve as ground truth for generated faces."""
     from core.analysis import analyzer_checkpoint
@@ -85,6 +88,9 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
            progress: bool = True, faces: Optional[str] = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The W-vs-NICE numbers, and the arrays the PCA plots need; with `faces` (a real-face backend name) also the
     face-recognition distances of the mixes."""
+    if samples < MIN_SAMPLES or pairs < 1:
+        raise ValueError(f"samples must be at least {MIN_SAMPLES} (DCI fits on 3/4 of them and scores the rest, at "
+                         f"least 10) and pairs at least 1; got samples={samples}, pairs={pairs}")
     world = Frozen(cfg)
     nice = NICE.from_pretrained(nice_path).eval()
     if nice.dim != world.G.w_dim:
