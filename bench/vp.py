@@ -53,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paper-runs", type=int, help="runs of the paper preset (default: its own 3)")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args(argv)
+    spaces, presets = args.spaces.split(","), args.presets.split(",")
+    for kind, names, known in (("space", spaces, SAMPLERS), ("preset", presets, PRESETS)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            p.error(f"unknown {kind}(s) {', '.join(unknown)}; known: {', '.join(known)}")
     rows = [measure(s, pr, args.models, args.device, runs=args.paper_runs if pr == "paper" else None)
-            for s in args.spaces.split(",") for pr in args.presets.split(",")]
+            for s in spaces for pr in presets]
     paper = {r["space"]: r["score"] for r in rows if r["preset"] == "paper"}
     print(f"{'space':>15} {'preset':>12} {'dims':>5} {'first s':>8} {'first':>7} {'final s':>8} {'final':>7} "
           f"{'spread':>7} {'vs paper':>9}")

@@ -37,13 +37,19 @@ def frames_uint8(frames: torch.Tensor | Sequence[np.ndarray], min_side: int = 25
     return [f.repeat(k, axis=0).repeat(k, axis=1) for f in out]
 
 
+def video_path(path: str | Path) -> Path:
+    """`path` if it names a video this module writes, else a ValueError (checked before any frame is drawn)."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"a video is written as {' or '.join(VIDEO_SUFFIXES)}, not {path.suffix!r}")
+    return path
+
+
 def save_video(frames: torch.Tensor | Sequence[np.ndarray], path: str | Path, fps: float = 12.0,
                min_side: int = 256, bounce: bool = False) -> Path:
     """Write frames as .mp4 (OpenCV) or .gif (Pillow, looping); `bounce` appends the frames backwards."""
     import cv2
-    path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"a video is written as {' or '.join(VIDEO_SUFFIXES)}, not {path.suffix!r}")
+    path = video_path(path)
     images = frames_uint8(frames, min_side)
     if bounce:
         images = images + images[-2:0:-1]
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True, help="an .mp4 or .gif file")
     args = p.parse_args(argv)
     try:
+        video_path(args.out)
         editor, _ = load_editor(args.models)
         out = save_video(sweep(editor, args.direction, args.seed, args.psi, args.frames), args.out, bounce=True)
     except (ValueError, RuntimeError, OSError) as e:

@@ -147,6 +147,11 @@ def test_config_refuses_unknown_keys_and_wrong_types(tmp_path):
     path.write_text("epochs: 3\nlr: 1\n")
     cfg = load_config(AnalyzerConfig, path, {"batch_size": 8})
     assert cfg.epochs == 3 and cfg.lr == 1.0 and cfg.batch_size == 8
+    for bad, message in (({"epochs": 0}, "'epochs' must be > 0"), ({"batch_size": -8}, "'batch_size' must be > 0"),
+                         ({"lr": float("nan")}, "'lr' must be a finite number"),
+                         ({"log_every": 0}, "'log_every' must be > 0")):  # refused before any work
+        with pytest.raises(ValueError, match=message):
+            load_config(AnalyzerConfig, path, bad)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint_on_the_same_schedule(tmp_path):

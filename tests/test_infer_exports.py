@@ -90,3 +90,10 @@ def test_exports_have_the_frames_asked_for(tmp_path):
         save_video(frames, tmp_path / "s.avi")
     with pytest.raises(ValueError, match="unknown direction"):
         sweep(editor, "nope", seed=1)
+
+
+def test_the_sweep_command_refuses_a_file_it_cannot_write_before_drawing(tmp_path, capsys, monkeypatch):
+    from core import exports
+    monkeypatch.setattr(exports, "sweep", lambda *a, **k: pytest.fail("drew frames for a file it cannot write"))
+    assert exports.main(["sweep", "--direction", "smile", "--out", str(tmp_path / "s.txt")]) == 2
+    assert "mp4 or .gif" in capsys.readouterr().err and not list(tmp_path.iterdir())

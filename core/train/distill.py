@@ -94,6 +94,7 @@ class DistillConfig(RunConfig):
     eval_images: int = 256
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.pixel_scales or any(s < 1 or self.resolution % s for s in self.pixel_scales):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")

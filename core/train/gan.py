@@ -84,6 +84,7 @@ class GanConfig(RunConfig):
     vp_lr: float = 0.001
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.vp_weight < 0 or not 2 <= self.vp_dims <= self.z_dim:
             raise ValueError(f"vp_weight must be >= 0 and vp_dims between 2 and z_dim ({self.z_dim})")
         if self.mixed_precision not in PRECISIONS:

@@ -172,6 +172,9 @@ def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
             load_optimizer_tensors(opt, own, meta[f"{name}_optimizer"])
 
 
+POSITIVE = ("steps", "epochs", "batch_size", "resolution", "disc_steps")  # besides every *_every and *lr
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Fields every training config shares; each loop's schema extends it."""
@@ -182,6 +185,17 @@ class RunConfig:
     log_every: int = 20
     ship: bool = False  # at the end, write the trained model to `ship_to` (the CLI's --ship); off by default
     ship_to: str = ""   # where a shipping run writes (recipes name checkpoints/...); empty: nowhere
+
+    def __post_init__(self) -> None:
+        """Refuse, before any work, what no run can use: a NaN or infinite number, and a zero or negative count,
+        interval (a step modulo it) or learning rate."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"config key {f.name!r} must be a finite number, got {value}")
+            if (f.name in POSITIVE or f.name.endswith(("_every", "lr"))) and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool) and value <= 0:
+                raise ValueError(f"config key {f.name!r} must be > 0, got {value}")
 
 
 class TrainingRun:
