@@ -54,14 +54,13 @@ def forget_session(request: gr.Request) -> None:
     now = time.monotonic()
     with _LOCKS_GUARD:
         _CLOSED[folder.name] = now
-        ended = [(n, _SESSION_LOCKS[n], now - t > LATE_EVENT_S) for n, t in _CLOSED.items()]
-    for name, lock, expired in ended:
+        ended = [(n, _SESSION_LOCKS.setdefault(n, threading.Lock())) for n in _CLOSED]
+        for name in [n for n, t in _CLOSED.items() if now - t > LATE_EVENT_S]:  # swept once more, below
+            del _CLOSED[name]
+            _SESSION_LOCKS.pop(name, None)
+    for name, lock in ended:
         with lock:
             shutil.rmtree(SESSION_FILES / name, ignore_errors=True)
-        if expired:
-            with _LOCKS_GUARD:
-                _CLOSED.pop(name, None)
-                _SESSION_LOCKS.pop(name, None)
 
 
 def on_space() -> bool:

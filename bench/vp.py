@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     spaces, presets = args.spaces.split(","), args.presets.split(",")
     for kind, names, known in (("space", spaces, SAMPLERS), ("preset", presets, PRESETS)):
-        unknown = [n for n in names if n not in known]
+        unknown = [n for n in names if n not in known and not (kind == "space" and n.startswith("vae:"))]
         if unknown:
             p.error(f"unknown {kind}(s) {', '.join(unknown)}; known: {', '.join(known)}")
     rows = [measure(s, pr, args.models, args.device, runs=args.paper_runs if pr == "paper" else None)

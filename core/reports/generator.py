@@ -73,7 +73,7 @@ def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, s
     out["face_check_pass_rate"] = float(check.is_face(fake).float().mean())
     out["face_check_pass_rate_rendered"] = float(check.is_face(real).float().mean())
     out["goals"] = {k: {"goal": g, "met": bool(out[k] >= g if up else out[k] <= g)} for k, (g, up) in GOALS.items()}
-    return out, {"real": real[:16], "fake": fake[:16]}
+    return out, {"real": real[:CONTACT_SHEET], "fake": fake[:CONTACT_SHEET]}
 
 
 ROWS = [("l1", "mean L1 (pixels in [0, 1])", "{:.4f}"), ("ssim", "SSIM", "{:.3f}"),

@@ -172,7 +172,7 @@ def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
             load_optimizer_tensors(opt, own, meta[f"{name}_optimizer"])
 
 
-POSITIVE = ("steps", "epochs", "batch_size", "resolution", "disc_steps")  # besides every *_every and *lr
+POSITIVE = ("steps", "epochs", "batch_size", "resolution", "disc_steps", "mbstd_group")  # and *_every, *_interval, *lr
 
 
 @dataclasses.dataclass
@@ -193,8 +193,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"config key {f.name!r} must be a finite number, got {value}")
-            if (f.name in POSITIVE or f.name.endswith(("_every", "lr"))) and isinstance(value, (int, float)) \
-                    and not isinstance(value, bool) and value <= 0:
+            counted = f.name in POSITIVE or f.name.endswith(("_every", "_interval", "lr"))
+            if counted and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 raise ValueError(f"config key {f.name!r} must be > 0, got {value}")
 
 
