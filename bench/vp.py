@@ -19,7 +19,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from core.metrics.vp import PRESETS, SAMPLERS, latent_space, vp_stream
+from core.metrics.vp import PRESETS, SAMPLERS, known_space, latent_space, vp_stream
 
 
 def measure(space_name: str, preset: str, models: str, device: str, seed: int = 0,
@@ -54,10 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args(argv)
     spaces, presets = args.spaces.split(","), args.presets.split(",")
-    for kind, names, known in (("space", spaces, SAMPLERS), ("preset", presets, PRESETS)):
-        unknown = [n for n in names if n not in known and not (kind == "space" and n.startswith("vae:"))]
-        if unknown:
-            p.error(f"unknown {kind}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    unknown = [s for s in spaces if not known_space(s)]
+    if unknown:
+        p.error(f"unknown space(s) {', '.join(unknown)}; known: {', '.join(SAMPLERS)} or vae:<checkpoint>")
+    unknown = [pr for pr in presets if pr not in PRESETS]
+    if unknown:
+        p.error(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(PRESETS)}")
     rows = [measure(s, pr, args.models, args.device, runs=args.paper_runs if pr == "paper" else None)
             for s in spaces for pr in presets]
     paper = {r["space"]: r["score"] for r in rows if r["preset"] == "paper"}

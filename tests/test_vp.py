@@ -106,6 +106,17 @@ def test_latent_spaces_render_and_name_their_dimensions():
     assert space.dim == 10 and space.sample_fn(torch.zeros(1, space.dim)).shape == (1, 3, 45, 45)
     with pytest.raises(ValueError, match="unknown latent space"):
         latent_space("pixels")
+    with pytest.raises(ValueError, match="unknown latent space"):
+        latent_space("vae:")
+
+
+def test_bench_vp_refuses_unknown_spaces_and_presets_before_any_work(capsys):
+    from bench.vp import main
+    for argv, named in ((["--spaces", "synthfaces,pixels"], "pixels"), (["--spaces", "vae:"], "vae:"),
+                        (["--spaces", "synthfaces", "--presets", "huge"], "huge")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2 and named in capsys.readouterr().err
 
 
 def test_vp_evidence_correlation_and_plot():

@@ -229,6 +229,11 @@ class LatentSpace:
 SAMPLERS = ("synthfaces", "vae", "generator-z", "generator-w", "generator-nice")
 
 
+def known_space(name: str) -> bool:
+    """Whether latent_space accepts this name: one of SAMPLERS or 'vae:<checkpoint>'."""
+    return name in SAMPLERS or (name.startswith("vae:") and len(name) > 4)
+
+
 def latent_space(name: str, models: str = "embedded", device: str = "cpu", resolution: int = 64) -> LatentSpace:
     """A named latent space. synthfaces = the renderer driven by its own factors (the ground-truth 'perfect'
     latent, dimensions named by factor); vae = the VAE decoder; generator-z = G from Z (named by factor when G is
@@ -238,6 +243,8 @@ def latent_space(name: str, models: str = "embedded", device: str = "cpu", resol
     if name == "synthfaces":
         from core.synthfaces import FACTOR_NAMES, NUM_FACTORS, render
         return LatentSpace(lambda z: render(z, resolution)[0], NUM_FACTORS, (0.0, 1.0), list(FACTOR_NAMES))
+    if not known_space(name):
+        raise ValueError(f"unknown latent space {name!r}; known: {', '.join(SAMPLERS)} or vae:<checkpoint>")
     from core import hub
     if name == "vae" or name.startswith("vae:"):
         if name == "vae":
@@ -246,28 +253,26 @@ def latent_space(name: str, models: str = "embedded", device: str = "cpu", resol
             from core.vae import VAE
             vae = VAE.from_pretrained(name[4:], device=device)
         return LatentSpace(lambda z: vae.decode(z.to(device)).cpu(), vae.dim_z, (-2.0, 2.0))
-    if name in ("generator-z", "generator-w", "generator-nice"):
-        from core.synthfaces.latent import LATENT_NAMES, is_distilled
-        G = hub.load_frozen(models, "generator", device=device)
+    from core.synthfaces.latent import LATENT_NAMES, is_distilled
+    G = hub.load_frozen(models, "generator", device=device)
 
-        def render_w(w: torch.Tensor) -> torch.Tensor:
-            return G.images_from_w(w.to(device)).clamp(0, 1).cpu()
+    def render_w(w: torch.Tensor) -> torch.Tensor:
+        return G.images_from_w(w.to(device)).clamp(0, 1).cpu()
 
-        if name == "generator-z":
-            distilled = is_distilled(G)
-            return LatentSpace(lambda z: render_w(G.mapping(z.to(device))[:, 0]), G.z_dim, (-2.0, 2.0),
-                               list(LATENT_NAMES) if distilled else None, heavy=True)
-        with torch.no_grad():
-            w = G.mapping(torch.randn(4000, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))[:, 0]
-        if name == "generator-w":
-            mean, std = w.mean(0), w.std(0)
-            return LatentSpace(lambda u: render_w(mean + u.to(device) * std), G.w_dim, (-2.0, 2.0), heavy=True)
-        nice = hub.load_frozen(models, "nice", device=device)
-        with torch.no_grad():
-            codes = nice.encode(w)
-        mean, std = codes.mean(0), codes.std(0)
-        names = ([f"identity_{i}" for i in range(nice.id_dim)]
-                 + [f"attribute_{i}" for i in range(nice.dim - nice.id_dim)])
-        return LatentSpace(lambda u: render_w(nice.decode(mean + u.to(device) * std)), nice.dim, (-2.0, 2.0), names,
-                           heavy=True)
-    raise ValueError(f"unknown latent space {name!r}; known: {', '.join(SAMPLERS)}")
+    if name == "generator-z":
+        distilled = is_distilled(G)
+        return LatentSpace(lambda z: render_w(G.mapping(z.to(device))[:, 0]), G.z_dim, (-2.0, 2.0),
+                           list(LATENT_NAMES) if distilled else None, heavy=True)
+    with torch.no_grad():
+        w = G.mapping(torch.randn(4000, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))[:, 0]
+    if name == "generator-w":
+        mean, std = w.mean(0), w.std(0)
+        return LatentSpace(lambda u: render_w(mean + u.to(device) * std), G.w_dim, (-2.0, 2.0), heavy=True)
+    nice = hub.load_frozen(models, "nice", device=device)
+    with torch.no_grad():
+        codes = nice.encode(w)
+    mean, std = codes.mean(0), codes.std(0)
+    names = ([f"identity_{i}" for i in range(nice.id_dim)]
+             + [f"attribute_{i}" for i in range(nice.dim - nice.id_dim)])
+    return LatentSpace(lambda u: render_w(nice.decode(mean + u.to(device) * std)), nice.dim, (-2.0, 2.0), names,
+                       heavy=True)
