@@ -19,7 +19,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from core.metrics.vp import PRESETS, SAMPLERS, known_space, latent_space, vp_stream
+from core.metrics.vp import KNOWN_SPACES, PRESETS, SAMPLERS, known_space, latent_space, vp_stream
 
 
 def measure(space_name: str, preset: str, models: str, device: str, seed: int = 0,
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     spaces, presets = args.spaces.split(","), args.presets.split(",")
     unknown = [s for s in spaces if not known_space(s)]
     if unknown:
-        p.error(f"unknown space(s) {', '.join(unknown)}; known: {', '.join(SAMPLERS)} or vae:<checkpoint>")
+        p.error(f"unknown space(s) {', '.join(unknown)}; known: {KNOWN_SPACES}")
     unknown = [pr for pr in presets if pr not in PRESETS]
     if unknown:
         p.error(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(PRESETS)}")

@@ -227,6 +227,7 @@ class LatentSpace:
 
 
 SAMPLERS = ("synthfaces", "vae", "generator-z", "generator-w", "generator-nice")
+KNOWN_SPACES = f"{', '.join(SAMPLERS)} or vae:<checkpoint>"  # what known_space accepts, for error messages
 
 
 def known_space(name: str) -> bool:
@@ -244,7 +245,7 @@ def latent_space(name: str, models: str = "embedded", device: str = "cpu", resol
         from core.synthfaces import FACTOR_NAMES, NUM_FACTORS, render
         return LatentSpace(lambda z: render(z, resolution)[0], NUM_FACTORS, (0.0, 1.0), list(FACTOR_NAMES))
     if not known_space(name):
-        raise ValueError(f"unknown latent space {name!r}; known: {', '.join(SAMPLERS)} or vae:<checkpoint>")
+        raise ValueError(f"unknown latent space {name!r}; known: {KNOWN_SPACES}")
     from core import hub
     if name == "vae" or name.startswith("vae:"):
         if name == "vae":
