@@ -43,6 +43,9 @@ def test_dci_reference(data):
     assert good.disentanglement > 0.9 and good.completeness > 0.9 and good.informativeness_test > 0.95
     assert bad.disentanglement < good.disentanglement - 0.4 and bad.completeness < good.completeness - 0.4
     assert good.importance.shape == (K, K)
+    serial = dci_reference(*data["permuted"], n_jobs=1)  # the threads change the speed, not the scores
+    assert np.array_equal(serial.importance, good.importance)
+    assert serial.informativeness_test == good.informativeness_test
 
 
 def test_mig_and_sap(data):
