@@ -1,6 +1,8 @@
 """VP metric on SynthFaces itself: its factors are a perfectly disentangled latent, a rotation of them is not."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,10 @@ def test_vp_evidence_correlation_and_plot():
     assert np.isnan(rank_correlation(rows[:2]))
     svg = svg_scatter(rows, "t")
     assert svg.startswith("<svg") and svg.count("<circle") == 4 and "s3" in svg
+    close = [dict(space=f"model {i}", group="g", vp=0.5 + 0.001 * i, dci_d=0.5) for i in range(3)] + \
+        [dict(space="far", group="g", vp=0.0, dci_d=0.0)]
+    baselines = [float(m) for m in re.findall(r'<text x="[\d.]+" y="([\d.]+)" fill', svg_scatter(close, "t"))]
+    assert len(set(baselines[:3])) == 3 and min(np.diff(sorted(baselines[:3]))) >= 13  # stacked, not overprinted
 
 
 def test_the_vp_tab_shows_the_report_card_row_of_a_space(tmp_path):

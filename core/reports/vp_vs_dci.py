@@ -3,8 +3,9 @@
     python -m core.reports.vp_vs_dci [--preset fast] [--out docs/vp]
 
 Spaces: the beta-VAE family (same architecture, beta 0.5 to 8; DCI of the encoder means against the SynthFaces
-ground-truth factors of rendered faces) and the embedded generator's W and NICE codes (DCI against the factors the
-analyzer reads on generated faces, as in core.reports.nice). VP scores come from `vp_score` on each decoder.
+ground-truth factors of rendered faces) and the embedded generator's W and NICE codes (DCI read from
+core.reports.nice's report.json: against the exact factors of z for a distilled generator, the analyzer's readings
+otherwise). VP scores come from `vp_score` on each decoder.
 Writes vp_vs_dci.json and vp_vs_dci.svg; prints the table and Spearman rank correlations.
 """
 from __future__ import annotations
@@ -80,10 +81,15 @@ def svg_scatter(rows: list[dict[str, Any]], title: str, width: int = 560, height
         parts.append(f'<text x="{pos}" y="{height - pad + 16}" text-anchor="middle">{value:.3f}</text>')
     for value, pos in ((y0, height - pad), (y1, pad)):
         parts.append(f'<text x="{pad - 6}" y="{pos + 4}" text-anchor="end">{value:.3f}</text>')
+    placed: list[tuple[float, float, float]] = []  # labels drawn so far: x, baseline y, width (about 7 px a letter)
     for r, x, y in zip(rows, px, py):
         c = colours.get(r["group"], "black")
+        ly, w = y - 6, 7.0 * len(r["space"])
+        while any(x < qx + qw and qx < x + w and abs(ly - qy) < 13 for qx, qy, qw in placed):
+            ly -= 14  # lift a label that would overlap one already placed, so close points stay readable
+        placed.append((x, ly, w))
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
-        parts.append(f'<text x="{x + 8:.1f}" y="{y - 6:.1f}" fill="{c}">{r["space"]}</text>')
+        parts.append(f'<text x="{x + 8:.1f}" y="{ly:.1f}" fill="{c}">{r["space"]}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
