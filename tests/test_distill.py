@@ -16,7 +16,7 @@ from core.publish import export_run
 from core.stylegan3 import Generator
 from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, sample_factors
 from core.synthfaces.latent import LATENT_NAMES, Z_DIM, factors_from_z, z_from_factors
-from core.train.distill import DistillConfig, train_distill
+from core.train.distill import DistillConfig, feature_loss, glasses_map, targets, train_distill
 from core.train.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,6 @@ def test_a_tiny_distillation_learns_and_ships(tmp_path):
     first, last = (sum(x["loss"] for x in part) / len(part) for part in (lines[:10], lines[-10:]))
     assert last < 0.8 * first  # the pixel loss falls (measured: to 0.58 of its start)
     # the faces move toward their targets: held-out L1 of the shipped generator against the renders
-    from core.train.distill import targets
     z = torch.randn(32, Z_DIM, generator=torch.Generator().manual_seed(9))
     real = targets(z, cfg.resolution)[0]
     shipped = Generator.from_pretrained(tmp_path / "ship" / "g")
@@ -375,3 +374,28 @@ def test_a_joining_module_loads_when_the_checkpoint_has_it_and_no_other_module_m
     assert torch.equal(fresh_b.weight, kept)
     with pytest.raises(RuntimeError, match="Missing key"):
         unpack_state(only_a, meta, {"A": fresh_a, "B": fresh_b}, {})
+
+
+def test_the_glasses_term_covers_exactly_the_pixels_the_glasses_change(tmp_path):
+    z = torch.randn(24, Z_DIM, generator=torch.Generator().manual_seed(4))
+    real, landmarks, factors = targets(z, 64)
+    worn = (factors[:, FACTOR_NAMES.index("eyeglasses")] + factors[:, FACTOR_NAMES.index("sunglasses")]) > 0
+    assert 0 < int(worn.sum()) < len(z)
+    mask = glasses_map(real, factors)
+    assert mask.shape == (24, 1, 64, 64) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    area = mask.mean(dim=(1, 2, 3))
+    assert bool((area[~worn] == 0).all()) and bool((area[worn] > 0.02).all())  # measured: 6.7-8.2 % of the face
+    rows = torch.nonzero(mask[worn].amax(dim=(0, 1, 3))).flatten()  # the mask lies at the height of the eyes
+    eyes_y = landmarks[worn, :6, 1]
+    assert rows.min() >= eyes_y.min() - 12 and rows.max() <= eyes_y.max() + 12
+    bare = factors.clone()
+    bare[:, [FACTOR_NAMES.index("eyeglasses"), FACTOR_NAMES.index("sunglasses")]] = 0
+    from core.synthfaces.render import render
+    without = render(bare, 64)[0]
+    assert float(feature_loss(without, real, mask)) > 0  # a face drawn without its glasses pays
+    elsewhere = real + 0.3 * (1 - mask)  # an error everywhere except the glasses costs this term nothing
+    assert float(feature_loss(elsewhere, real, mask)) == 0
+    cfg = tiny(tmp_path, "glasses", steps=4, eval_images=0, weight_glasses=2.0, checkpoint_every=4)
+    train_distill(cfg, progress=False)
+    logged = [json.loads(x) for x in (tmp_path / "glasses" / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["loss_glasses"] >= 0 for x in logged) and any(x["loss_glasses"] > 0 for x in logged)

@@ -5,7 +5,8 @@
 A GAN trained from scratch on a 2-core CPU stays a blob; here every step has a full-image target instead of a
 discriminator's noisy signal. z has one coordinate per factor (`core.synthfaces.latent`), the generator is our
 StyleGAN3 (mapping + synthesis, unchanged, z left un-normalised so that its scale keeps its meaning), and the
-loss is pixel L1 at several scales plus, each weighted in the config, the frozen analyzer's identity embedding,
+loss is pixel L1 at several scales plus, each weighted in the config, L1 on the facial features and on the
+glasses (the renderer says exactly where they are), the frozen analyzer's identity embedding,
 factor readings and landmarks of the generated face against those of the rendered one, and optionally a
 non-saturating GAN term through a discriminator trained on rendered against generated faces (logistic loss, lazy
 R1, as in `core.train.gan`; from `adversarial_from` on, so a resumed run can add it). Adam with beta1 0.9
@@ -31,6 +32,7 @@ from core.imaging import save_grid
 from core.metrics.fidelity import fidelity
 from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator
+from core.synthfaces.factors import FACTOR_NAMES
 from core.synthfaces.latent import Z_DIM, factors_from_z
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
@@ -72,6 +74,7 @@ class DistillConfig(RunConfig):
     weight_edges: float = 0.0  # L1 of horizontal and vertical pixel differences: edges and small features
     weight_features: float = 0.0  # L1 weighted by bumps on the true eye, nose and mouth landmarks: small features
     feature_sigma: float = 0.05  # the bumps' radius (standard deviation) as a fraction of the image side
+    weight_glasses: float = 0.0  # L1 on the pixels the glasses change (frames, lenses; exact, from a second render)
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
@@ -98,7 +101,7 @@ class DistillConfig(RunConfig):
         if not self.pixel_scales or any(s < 1 or self.resolution % s for s in self.pixel_scales):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")
-        if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_identity,
+        if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_glasses, self.weight_identity,
                self.weight_factors, self.weight_landmarks, self.weight_adversarial, self.r1_gamma) < 0:
             raise ValueError("loss weights and r1_gamma must be >= 0")
         if self.pixel_norm not in ("l1", "l2"):
@@ -163,8 +166,21 @@ def feature_map(landmarks: torch.Tensor, resolution: int, sigma: float) -> torch
     return torch.exp(-d2.amin(dim=1, keepdim=True) / (2 * (sigma * resolution) ** 2))
 
 
+def glasses_map(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """[B, 1, R, R] in {0, 1}: the pixels where the rendered faces differ from the same faces rendered without
+    glasses (frames, lenses, bridge), grown by one pixel; all zero for a face without glasses."""
+    bare = factors.clone()
+    bare[:, [FACTOR_NAMES.index("eyeglasses"), FACTOR_NAMES.index("sunglasses")]] = 0
+    mask = torch.zeros_like(images[:, :1])
+    worn = torch.nonzero(bare.ne(factors).any(dim=1)).flatten()
+    if len(worn):
+        without = render(bare[worn], images.shape[-1])[0]
+        mask[worn] = ((images[worn] - without).abs().amax(dim=1, keepdim=True) > 1 / 255).to(images.dtype)
+    return F.max_pool2d(mask, 3, stride=1, padding=1)
+
+
 def feature_loss(fake: torch.Tensor, real: torch.Tensor, weight_map: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error weighted by a feature map: the eyes and mouth count, the background does not."""
+    """Mean absolute error weighted by a map: the features (or glasses) it covers count, the background does not."""
     return ((fake - real).abs() * weight_map).mean()
 
 
@@ -252,7 +268,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     fixed_real = targets(fixed_z, cfg.resolution)[0]
     beta = 0.5 ** (cfg.batch_size / max(cfg.ema_images, 1e-8))
     weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges,
-               "loss_features": cfg.weight_features, "loss_identity": cfg.weight_identity,
+               "loss_features": cfg.weight_features, "loss_glasses": cfg.weight_glasses,
+               "loss_identity": cfg.weight_identity,
                "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks,
                "loss_adversarial": cfg.weight_adversarial}
     with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
@@ -261,7 +278,7 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
         t0, t0_step = time.time(), run.step
         while run.step < cfg.steps:
             z = step_latents(cfg, run.step)
-            real, landmarks, _ = targets(z, cfg.resolution)
+            real, landmarks, factors = targets(z, cfg.resolution)
             fake = generate(G, z)
             losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales, cfg.pixel_norm)}
             if cfg.weight_edges > 0:
@@ -269,6 +286,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             if cfg.weight_features > 0:
                 losses["loss_features"] = feature_loss(fake, real,
                                                        feature_map(landmarks, cfg.resolution, cfg.feature_sigma))
+            if cfg.weight_glasses > 0:
+                losses["loss_glasses"] = feature_loss(fake, real, glasses_map(real, factors))
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
                 with cfg.aux_autocast():
                     losses.update(analyzer_losses(analyzer, fake, real))
