@@ -16,6 +16,7 @@ from core.publish import export_run
 from core.stylegan3 import Generator
 from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, sample_factors
 from core.synthfaces.latent import LATENT_NAMES, Z_DIM, factors_from_z, z_from_factors
+from core.synthfaces.render import render
 from core.train.distill import DistillConfig, feature_loss, glasses_map, targets, train_distill
 from core.train.rundir import RunDir
 
@@ -390,7 +391,6 @@ def test_the_glasses_term_covers_exactly_the_pixels_the_glasses_change(tmp_path)
     assert rows.min() >= eyes_y.min() - 12 and rows.max() <= eyes_y.max() + 12
     bare = factors.clone()
     bare[:, [FACTOR_NAMES.index("eyeglasses"), FACTOR_NAMES.index("sunglasses")]] = 0
-    from core.synthfaces.render import render
     without = render(bare, 64)[0]
     assert float(feature_loss(without, real, mask)) > 0  # a face drawn without its glasses pays
     elsewhere = real + 0.3 * (1 - mask)  # an error everywhere except the glasses costs this term nothing

@@ -4,16 +4,15 @@
 
 A GAN trained from scratch on a 2-core CPU stays a blob; here every step has a full-image target instead of a
 discriminator's noisy signal. z has one coordinate per factor (`core.synthfaces.latent`), the generator is our
-StyleGAN3 (mapping + synthesis, unchanged, z left un-normalised so that its scale keeps its meaning), and the
-loss is pixel L1 at several scales plus, each weighted in the config, L1 on the facial features and on the
-glasses (the renderer says exactly where they are), the frozen analyzer's identity embedding,
-factor readings and landmarks of the generated face against those of the rendered one, and optionally a
-non-saturating GAN term through a discriminator trained on rendered against generated faces (logistic loss, lazy
-R1, as in `core.train.gan`; from `adversarial_from` on, so a resumed run can add it). Adam with beta1 0.9
-learns this far faster than the GAN's Adam(0, 0.99). An EMA copy of G is what ships. The latents of each step
-come from a stream seeded by the step, so a resumed run sees exactly what an uninterrupted one would. The rate
-(constant, then optionally a cosine decay) and the step the analyzer terms join are read from the config at every
-step, so a resume can change them.
+StyleGAN3 (mapping + synthesis, unchanged, z left un-normalised so that its scale keeps its meaning), and the loss
+is pixel L1 at several scales plus, each weighted in the config, L1 on the facial features and on the glasses (the
+renderer says exactly where they are), the frozen analyzer's identity embedding, factor readings and landmarks of
+the generated face against those of the rendered one, and optionally a non-saturating GAN term through a
+discriminator trained on rendered against generated faces (logistic loss, lazy R1, as in `core.train.gan`; from
+`adversarial_from` on, so a resumed run can add it). Adam with beta1 0.9 learns this far faster than the GAN's
+Adam(0, 0.99). An EMA copy of G is what ships. The latents of each step come from a stream seeded by the step, so a
+resumed run sees exactly what an uninterrupted one would. The rate (constant, then optionally a cosine decay) and
+the step the analyzer terms join are read from the config at every step, so a resume can change them.
 """
 from __future__ import annotations
 
