@@ -92,3 +92,26 @@ def test_a_run_killed_between_tensors_and_config_resumes_from_the_previous_check
     assert [p.stem for p in run.checkpoint_paths()] == ["00000010"]
     tensors, meta = run.latest()
     assert meta["step"] == 10 and torch.equal(tensors["x"], torch.ones(2))
+
+
+def test_an_optimizer_saved_with_one_group_resumes_into_the_same_parameters_split_in_two():
+    from core.train.rundir import load_optimizer_tensors, optimizer_tensors
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    one = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(3):
+        one.zero_grad()
+        net(torch.randn(5, 3)).square().sum().backward()
+        one.step()
+    tensors, meta = optimizer_tensors(one)
+    two = torch.optim.Adam([{"params": net[0].parameters()}, {"params": net[1].parameters(), "lr": 0.5}], lr=0.01)
+    load_optimizer_tensors(two, tensors, meta)
+    assert [len(g["params"]) for g in two.param_groups] == [2, 2]
+    for p in net.parameters():  # every parameter keeps its own moments and step count
+        assert torch.equal(two.state[p]["exp_avg"], one.state[p]["exp_avg"])
+        assert torch.equal(two.state[p]["exp_avg_sq"], one.state[p]["exp_avg_sq"])
+        assert float(two.state[p]["step"]) == 3
+    other = torch.optim.Adam(torch.nn.Linear(3, 4).parameters())  # different parameters: still refused
+    with pytest.raises(ValueError):
+        load_optimizer_tensors(other, tensors, meta)

@@ -14,10 +14,12 @@ import torch
 
 from core.publish import export_run
 from core.stylegan3 import Generator
-from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, sample_factors
-from core.synthfaces.latent import LATENT_NAMES, Z_DIM, factors_from_z, z_from_factors
+from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, glasses_kind, sample_factors
+from core.synthfaces.latent import (GLASSES_CUTS_Z, LATENT_NAMES, Z_DIM, factors_from_z, glasses_cut_distance,
+                                    z_from_factors)
 from core.synthfaces.render import render
-from core.train.distill import DistillConfig, feature_loss, glasses_map, targets, train_distill
+from core.train import distill
+from core.train.distill import DistillConfig, feature_loss, glasses_map, step_latents, targets, train_distill
 from core.train.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +66,23 @@ def test_the_inverse_round_trips():
     back = z_from_factors(factors_from_z(z))
     assert torch.allclose(back[:, :-1], z[:, :-1], atol=1e-3)
     assert torch.allclose(factors_from_z(back), factors_from_z(z), atol=1e-5)  # the glasses kind survives
+
+
+def test_the_glasses_kind_switches_at_each_cut_and_the_cut_distance_measures_how_near():
+    z = torch.zeros(7, Z_DIM)
+    low, high = GLASSES_CUTS_Z
+    z[:, -1] = torch.tensor([-2.0, low - 0.01, low + 0.01, (low + high) / 2, high - 0.01, high + 0.01, 3.0])
+    assert glasses_kind(factors_from_z(z)).tolist() == [0, 0, 1, 1, 1, 2, 2]
+    assert torch.allclose(glasses_cut_distance(z), torch.tensor([2 + low, 0.01, 0.01, (high - low) / 2, 0.01, 0.01,
+                                                                 3 - high]), atol=1e-5)
+    read = torch.zeros(3, len(FACTOR_NAMES))
+    read[:, FACTOR_NAMES.index("eyeglasses")] = torch.tensor([0.4, 0.9, 0.9])
+    read[:, FACTOR_NAMES.index("sunglasses")] = torch.tensor([0.3, 0.2, 0.6])
+    assert glasses_kind(read).tolist() == [0, 1, 2]  # an analyzer reading both counts as sunglasses
+    with pytest.raises(ValueError, match="factors must have shape"):
+        glasses_kind(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="z must have shape"):
+        glasses_cut_distance(torch.zeros(3, 2))
 
 
 def test_bad_latents_are_refused():
@@ -151,8 +170,17 @@ def test_the_fidelity_report_on_a_tiny_generator(tmp_path):
     assert set(result["goals"]) == set(report.GOALS) and not result["goals"]["identity_cosine_median"]["met"]
     assert result["fid_inception"] is None and "Inception" in result["fid_inception_note"]
     assert result["ppl_w_end_analyzer"] > 0 and result["ppl_z_full_analyzer"] > 0
+    glasses = result["glasses"]
+    generated, rendered = (torch.tensor(glasses[f"confusion_{k}"]) for k in ("generated", "rendered"))
+    assert int(generated.sum()) == int(rendered.sum()) == 48
+    assert float(generated.trace()) / 48 == pytest.approx(result["glasses_accuracy"])
+    assert float(rendered.trace()) > 0.8 * 48 and rendered.trace() > generated.trace(), (rendered, generated)
+    bins = glasses["by_cut_distance"]
+    assert sum(b["faces"] for b in bins) == 48 and bins[-1]["to"] is None
+    assert sum(b["wrong_generated"] for b in bins) == 48 - int(generated.trace())
     table = report.markdown(result)
     assert "| landmark NME vs true landmarks (goal <= 5 %) |" in table and "Goals met:" in table
+    assert "| true kind | read none | read eyeglasses | read sunglasses |" in table and "| over 0.4 |" in table
     assert images["real"].shape == images["fake"].shape == (16, 3, 32, 32)
     from tests.conftest import tiny_kwargs
     with pytest.raises(ValueError, match="one per SynthFaces factor"):
@@ -344,6 +372,18 @@ def test_bf16_auxiliary_networks_leave_the_generator_in_float32_and_still_learn(
         tiny(tmp_path, "bad", aux_precision="fp16")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_uses_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, native):
+    """aux_precision=auto: bfloat16 autocast on a CPU with native bfloat16, float32 on one that would emulate it
+    (12x slower steps), so the shipped config trains at full speed on both kinds of machine."""
+    monkeypatch.setattr(distill, "native_bf16", lambda: native)
+    x = torch.ones(2, 2)
+    with tiny(tmp_path, "auto", aux_precision="auto").aux_autocast():
+        assert (x @ x).dtype == (torch.bfloat16 if native else torch.float32)
+    with tiny(tmp_path, "forced", aux_precision="bf16").aux_autocast():
+        assert (x @ x).dtype == torch.bfloat16
+
+
 def test_a_landmark_conditioned_discriminator_reads_the_targets_landmark_map(tmp_path):
     """With d_landmarks, D sees a fourth channel: bumps on the target's true eye, nose and mouth landmarks, the same
     for the rendered face and the generated one (so it can judge whether the features are in their places)."""
@@ -399,3 +439,40 @@ def test_the_glasses_term_covers_exactly_the_pixels_the_glasses_change(tmp_path)
     train_distill(cfg, progress=False)
     logged = [json.loads(x) for x in (tmp_path / "glasses" / "metrics.jsonl").read_text().splitlines()]
     assert all(x["loss_glasses"] >= 0 for x in logged) and any(x["loss_glasses"] > 0 for x in logged)
+
+
+def test_boundary_latents_sit_near_the_glasses_cuts_and_leave_the_rest_of_the_batch_alone(tmp_path):
+    plain = DistillConfig(name="plain", runs_dir=str(tmp_path), batch_size=16)
+    near = DistillConfig(name="near", runs_dir=str(tmp_path), batch_size=16, glasses_boundary_fraction=0.5,
+                         glasses_boundary_width=0.1)
+    cuts = torch.tensor(GLASSES_CUTS_Z)
+    assert abs(float(torch.distributions.Normal(0, 1).cdf(cuts[0])) - GLASSES_PROBS[0]) < 1e-5
+    kinds = set()
+    for step in range(20):
+        a, b = step_latents(plain, step), step_latents(near, step)
+        assert torch.equal(a[8:], b[8:]) and torch.equal(a[:8, :-1], b[:8, :-1])  # only 8 glasses coordinates move
+        distance = (b[:8, -1:] - cuts).abs().amin(1)
+        assert bool((distance <= 0.1 + 1e-6).all())
+        f = factors_from_z(b[:8])
+        kinds |= set((f[:, FACTOR_NAMES.index("eyeglasses")] + 2 * f[:, FACTOR_NAMES.index("sunglasses")]).tolist())
+        assert torch.equal(step_latents(near, step), b)  # seeded by the step: a resumed run draws the same
+    assert kinds == {0.0, 1.0, 2.0}  # both sides of both cuts are drawn
+    with pytest.raises(ValueError, match="glasses_boundary"):
+        DistillConfig(name="bad", runs_dir=str(tmp_path), glasses_boundary_fraction=1.5)
+
+
+def test_the_mapping_rate_scale_moves_only_the_mapping_network_faster(tmp_path):
+    moved = {}
+    for scale in (1.0, 10.0):
+        cfg = tiny(tmp_path, f"scale{scale:g}", steps=1, eval_images=0, mapping_lr_scale=scale, checkpoint_every=1)
+        torch.manual_seed(cfg.seed)
+        start = Generator(**cfg.generator_kwargs()).state_dict()
+        train_distill(cfg, progress=False)
+        tensors = RunDir(tmp_path / cfg.name).latest()[0]
+        moved[scale] = {part: sum(float((tensors[f"G.{k}"] - v).abs().sum()) for k, v in start.items()
+                                  if k.startswith(part) and v.is_floating_point()) for part in ("mapping", "synthesis")}
+    assert moved[1.0]["mapping"] > 0
+    assert moved[10.0]["mapping"] == pytest.approx(10 * moved[1.0]["mapping"], rel=1e-3)  # Adam's first step: lr x scale
+    assert moved[10.0]["synthesis"] == pytest.approx(moved[1.0]["synthesis"], rel=1e-6)
+    with pytest.raises(ValueError, match="mapping_lr_scale"):
+        tiny(tmp_path, "bad", mapping_lr_scale=0)

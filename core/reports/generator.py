@@ -6,8 +6,9 @@ For held-out z, the generated face G(z) is compared with render(factors_from_z(z
 SSIM, the analyzer's identity cosine, landmark NME of the analyzer's reading against the true landmarks, the
 factor-reading error, the analyzer FD between the two sets with the real/real baseline (two independent rendered
 sets), Inception FID when torchvision's weights are on disk, the share of generated faces that pass the
-analyzer's face check, and the perceptual path length in W and Z (with the analyzer's feature distance, since
-LPIPS's weights cannot be downloaded here). Writes report.json, report.md (the table with the goals) and a contact
+analyzer's face check, the perceptual path length in W and Z (with the analyzer's feature distance, since
+LPIPS's weights cannot be downloaded here), and where the glasses kind goes wrong (a confusion matrix, and the
+errors by distance to the cuts between kinds in z, on generated and on rendered faces). Writes report.json, report.md (the table with the goals) and a contact
 sheet: rendered row above generated row.
 """
 from __future__ import annotations
@@ -21,10 +22,10 @@ import torch
 
 from core.imaging import save_grid
 from core.metrics.fd import FeatureModelUnavailable, analyzer_features, frechet_distance, inception_features
-from core.metrics.fidelity import fidelity
+from core.metrics.fidelity import fidelity, glasses_breakdown
 from core.metrics.ppl import analyzer_distance, ppl
 from core.reports import write_report
-from core.synthfaces.latent import Z_DIM
+from core.synthfaces.latent import Z_DIM, glasses_cut_distance
 from core.train.distill import eval_latents, targets
 
 CONTACT_SHEET = 16  # faces on the contact sheet: two rows of rendered faces, each above its generated row
@@ -54,6 +55,7 @@ def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, s
     real, landmarks, factors = targets(z, G.img_resolution)
     fake = generate(G, z)
     out: dict[str, Any] = {"samples": samples, **fidelity(fake, real, landmarks, factors, analyzer)}
+    out["glasses"] = glasses_breakdown(fake, real, factors, glasses_cut_distance(z), analyzer)
     other = targets(eval_latents(samples, seed + 1), G.img_resolution)[0]  # an independent rendered set
     real_f, fake_f, other_f = (analyzer_features(analyzer, x)[0] for x in (real, fake, other))
     out["fd_analyzer"] = frechet_distance(real_f, fake_f)
@@ -100,8 +102,28 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(f"| Inception FID | {fid:.2f} |" if fid is not None else
                  "| Inception FID | not computed: torchvision's Inception weights are not on disk |")
     met = [k for k, v in result["goals"].items() if v["met"]]
-    lines += ["", f"Goals met: {len(met)} of {len(result['goals'])} ({', '.join(met) or 'none'})."]
-    return "\n".join(lines) + "\n"
+    lines += ["", f"Goals met: {len(met)} of {len(result['goals'])} ({', '.join(met) or 'none'}).", ""]
+    return "\n".join(lines + glasses_markdown(result["glasses"])) + "\n"
+
+
+def glasses_markdown(glasses: dict[str, Any]) -> list[str]:
+    """The glasses breakdown as two tables: kinds read against true kinds, and wrong kinds by distance to a cut."""
+    def share(wrong: int, faces: int) -> str:
+        return f"{wrong} ({wrong / faces:.0%})" if faces else "0"
+
+    kinds = glasses["kinds"]
+    lines = ["Glasses kind read by the analyzer on generated faces (on their rendered targets in brackets):", "",
+             "| true kind | " + " | ".join(f"read {k}" for k in kinds) + " |", "|---|" + "---:|" * len(kinds)]
+    for i, kind in enumerate(kinds):
+        cells = (f"{g} ({r})" for g, r in zip(glasses["confusion_generated"][i], glasses["confusion_rendered"][i]))
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "Wrong glasses kinds by the glasses coordinate's distance in z to the nearer cut between kinds:", "",
+              "| distance | faces | wrong, generated | wrong, rendered |", "|---|---:|---:|---:|"]
+    for b in glasses["by_cut_distance"]:
+        span = f"{b['from']:g} to {b['to']:g}" if b["to"] is not None else f"over {b['from']:g}"
+        lines.append(f"| {span} | {b['faces']} | {share(b['wrong_generated'], b['faces'])} | "
+                     f"{share(b['wrong_rendered'], b['faces'])} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ NUM_FACTORS = len(FACTOR_NAMES)
 # Physical ranges of the normalised [0, 1] attribute factors (angles in degrees).
 POSE_RANGE_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 20.0}
 GLASSES_PROBS = (0.6, 0.2, 0.2)  # none, eyeglasses, sunglasses (never both)
+GLASSES_KINDS = ("none", "eyeglasses", "sunglasses")
 
 
 def factor_index(name: str) -> int:
@@ -33,6 +34,15 @@ def factor_index(name: str) -> int:
         return FACTOR_NAMES.index(name)
     except ValueError:
         raise KeyError(f"unknown SynthFaces factor {name!r}; known: {', '.join(FACTOR_NAMES)}") from None
+
+
+def glasses_kind(factors: torch.Tensor) -> torch.Tensor:
+    """[N] glasses kind (0 none, 1 eyeglasses, 2 sunglasses) of [N, NUM_FACTORS] factors or an analyzer's readings
+    of them: a factor counts above 0.5, and sunglasses win where a reading has both."""
+    if factors.ndim != 2 or factors.shape[1] != NUM_FACTORS:
+        raise ValueError(f"factors must have shape [batch, {NUM_FACTORS}], got {list(factors.shape)}")
+    eye, sun = (factors[:, FACTOR_NAMES.index(n)] > 0.5 for n in BINARY_FACTORS)
+    return torch.where(sun, 2, torch.where(eye, 1, 0))
 
 
 def _hash_uniform(ids: torch.Tensor, salt: int, count: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from core.synthfaces.factors import (ATTRIBUTE_FACTORS, BINARY_FACTORS, FACTOR_NAMES, GLASSES_PROBS, IDENTITY_FACTORS,
-                                     NUM_FACTORS)
+                                     NUM_FACTORS, glasses_kind)
 
 GLASSES = "glasses"
 CONTINUOUS_FACTORS = IDENTITY_FACTORS + tuple(f for f in ATTRIBUTE_FACTORS if f not in BINARY_FACTORS)
@@ -27,6 +27,7 @@ _CUTS = torch.tensor([GLASSES_PROBS[0], GLASSES_PROBS[0] + GLASSES_PROBS[1]])  #
 _EPS = 1e-6  # keeps the inverse finite at factors 0 and 1
 
 _normal = torch.distributions.Normal(0.0, 1.0)
+GLASSES_CUTS_Z = tuple(float(c) for c in _normal.icdf(_CUTS))  # the glasses coordinate's cuts in z (0.253, 0.842)
 
 
 def _check(x: torch.Tensor, width: int, what: str) -> None:
@@ -57,9 +58,16 @@ def z_from_factors(factors: torch.Tensor) -> torch.Tensor:
     z[:, :-1] = _normal.icdf(f[:, _CONTINUOUS_INDEX.to(f.device)].clamp(_EPS, 1 - _EPS))
     lo = torch.tensor([0.0, *_CUTS.tolist()], device=f.device)
     hi = torch.tensor([*_CUTS.tolist(), 1.0], device=f.device)
-    kind = torch.where(f[:, _SUNGLASSES] > 0.5, 2, torch.where(f[:, _EYEGLASSES] > 0.5, 1, 0))
+    kind = glasses_kind(f)
     z[:, -1] = _normal.icdf((lo[kind] + hi[kind]) / 2)
     return z
+
+
+def glasses_cut_distance(z: torch.Tensor) -> torch.Tensor:
+    """[B] distance in z from each latent's glasses coordinate to the nearer of the two cuts between kinds: where
+    the target switches kind abruptly and a smooth generator is most likely to draw the wrong one."""
+    _check(z, Z_DIM, "z")
+    return (z[:, -1:].float() - torch.tensor(GLASSES_CUTS_Z, device=z.device)).abs().amin(1)
 
 
 def factor_of_latent(name: str) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from core.metrics.fidelity import fidelity
 from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator
 from core.synthfaces.factors import FACTOR_NAMES
-from core.synthfaces.latent import Z_DIM, factors_from_z
+from core.synthfaces.latent import GLASSES_CUTS_Z, Z_DIM, factors_from_z
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
 from core.train.gan import discriminator_losses, discriminator_optimizer
@@ -41,6 +41,13 @@ from core.train.rundir import RunConfig, TrainingRun
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
 NUM_FEATURE_LANDMARKS = LANDMARK_NAMES.index("lower_lip") + 1  # eyes, pupils, nose tip and mouth: not the jaw
 LATENT_NOTE = "z -> SynthFaces factors by core.synthfaces.latent.factors_from_z; G(z) ~ render(factors_from_z(z))"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX). Without it bfloat16 is emulated: a
+    64-channel convolution ran 100x slower than in float32 on an AVX2-only EPYC, a training step 12x slower."""
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
+                                                                         "_is_amx_tile_supported"))
 
 
 @dataclass
@@ -52,6 +59,8 @@ class DistillConfig(RunConfig):
     w_dim: int = 256
     mapping_layers: int = 2
     mapping_lr_multiplier: float = 0.01
+    mapping_lr_scale: float = 1.0  # the mapping network's Adam rate is lr x this: a resumed run can let W bend
+    # faster without changing mapping_lr_multiplier, which is part of the checkpoint's parametrisation
     channel_base: int = 1536
     channel_max: int = 48
     num_layers: int = 6
@@ -74,6 +83,8 @@ class DistillConfig(RunConfig):
     weight_features: float = 0.0  # L1 weighted by bumps on the true eye, nose and mouth landmarks: small features
     feature_sigma: float = 0.05  # the bumps' radius (standard deviation) as a fraction of the image side
     weight_glasses: float = 0.0  # L1 on the pixels the glasses change (frames, lenses; exact, from a second render)
+    glasses_boundary_fraction: float = 0.0  # this share of each batch draws its glasses coordinate near a cut
+    glasses_boundary_width: float = 0.25  # ... uniformly within this distance (in z) of one of the two cuts
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
@@ -88,7 +99,8 @@ class DistillConfig(RunConfig):
     r1_interval: int = 16
     analyzer: str = "synthfaces"
     aux_precision: str = "fp32"  # bf16: D and the analyzer run under bfloat16 autocast (faster on a CPU with
-    # AVX512-BF16); G, its pixel losses and its EMA stay in float32
+    # AVX512-BF16 or AMX, far slower without); auto: bf16 where the CPU has it, else fp32. G, its pixel losses and
+    # its EMA stay in float32
     log_every: int = 10
     sample_every: int = 200
     checkpoint_every: int = 100
@@ -103,10 +115,15 @@ class DistillConfig(RunConfig):
         if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_glasses, self.weight_identity,
                self.weight_factors, self.weight_landmarks, self.weight_adversarial, self.r1_gamma) < 0:
             raise ValueError("loss weights and r1_gamma must be >= 0")
+        if self.mapping_lr_scale <= 0:
+            raise ValueError(f"mapping_lr_scale must be > 0, got {self.mapping_lr_scale}")
+        if not 0 <= self.glasses_boundary_fraction <= 1 or self.glasses_boundary_width <= 0:
+            raise ValueError(f"glasses_boundary_fraction must be in [0, 1] and glasses_boundary_width > 0, got "
+                             f"{self.glasses_boundary_fraction} and {self.glasses_boundary_width}")
         if self.pixel_norm not in ("l1", "l2"):
             raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
-        if self.aux_precision not in ("fp32", "bf16"):
-            raise ValueError(f"aux_precision must be fp32 or bf16, got {self.aux_precision!r}")
+        if self.aux_precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"aux_precision must be fp32, bf16 or auto, got {self.aux_precision!r}")
 
     @property
     def uses_analyzer(self) -> bool:
@@ -114,7 +131,8 @@ class DistillConfig(RunConfig):
 
     def aux_autocast(self) -> torch.autocast:
         """The precision context of the auxiliary networks (discriminator, analyzer) during training."""
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.aux_precision == "bf16")
+        bf16 = self.aux_precision == "bf16" or (self.aux_precision == "auto" and native_bf16())
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(z_dim=Z_DIM, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
@@ -223,8 +241,16 @@ def learning_rate(cfg: DistillConfig, step: int) -> float:
 
 
 def step_latents(cfg: DistillConfig, step: int) -> torch.Tensor:
-    """The latents of one training step (seeded by the step, so resumed runs draw the same)."""
-    return torch.randn(cfg.batch_size, Z_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+    """The latents of one training step (seeded by the step, so resumed runs draw the same). The first
+    `glasses_boundary_fraction` of them move their glasses coordinate near a cut between two glasses kinds, where
+    the generator has to draw a sharp change that plain N(0, 1) draws rarely show it."""
+    rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    z = torch.randn(cfg.batch_size, Z_DIM, generator=rng)
+    near = round(cfg.glasses_boundary_fraction * cfg.batch_size)
+    if near:
+        cuts = torch.tensor(GLASSES_CUTS_Z)[torch.randint(len(GLASSES_CUTS_Z), (near,), generator=rng)]
+        z[:near, -1] = cuts + (2 * torch.rand(near, generator=rng) - 1) * cfg.glasses_boundary_width
+    return z
 
 
 def eval_latents(count: int, seed: int = 0) -> torch.Tensor:
@@ -254,7 +280,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     torch.manual_seed(cfg.seed)
     G = Generator(**cfg.generator_kwargs())
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    opt = torch.optim.Adam([{"params": G.synthesis.parameters()}, {"params": G.mapping.parameters()}], lr=cfg.lr,
+                           betas=(cfg.beta1, cfg.beta2), eps=1e-8)
     D = opt_d = None
     if cfg.weight_adversarial > 0:
         D = Discriminator(**cfg.discriminator_kwargs()).requires_grad_(False)
@@ -299,8 +326,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            for group in opt.param_groups:  # from the config, not the checkpoint: a resume may change the schedule
-                group["lr"] = learning_rate(cfg, run.step)
+            for group, scale in zip(opt.param_groups, (1.0, cfg.mapping_lr_scale)):  # from the config, not the
+                group["lr"] = learning_rate(cfg, run.step) * scale  # checkpoint: a resume may change the schedule
             opt.step()
             d_scalars = discriminator_step(D, opt_d, fake, real, condition, cfg, run.step) if adversarial else {}
             update_ema(G_ema, G, beta)

@@ -137,7 +137,23 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
             state.setdefault(int(idx), {})[key] = value
     for idx, entries in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(entries)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    opt.load_state_dict({"state": state, "param_groups": regroup(meta["param_groups"], opt)})
+
+
+def regroup(saved: list[dict[str, Any]], opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Saved parameter groups laid out like the optimizer's own when both hold the same parameters in the same order
+    but split differently (a resumed run that gives part of the model its own rate); each new group takes the
+    hyper-parameters of the saved group its first parameter came from. Other layouts are returned unchanged."""
+    sizes = [len(g["params"]) for g in opt.param_groups]
+    flat = [i for g in saved for i in g["params"]]
+    if [len(g["params"]) for g in saved] == sizes or len(flat) != sum(sizes):
+        return saved
+    groups, start = [], 0
+    for size in sizes:
+        owner = next(g for g in saved if flat[start] in g["params"])
+        groups.append({**owner, "params": flat[start:start + size]})
+        start += size
+    return groups
 
 
 def pack_state(modules: Mapping[str, Optional[torch.nn.Module]],
