@@ -472,7 +472,8 @@ def test_the_mapping_rate_scale_moves_only_the_mapping_network_faster(tmp_path):
         moved[scale] = {part: sum(float((tensors[f"G.{k}"] - v).abs().sum()) for k, v in start.items()
                                   if k.startswith(part) and v.is_floating_point()) for part in ("mapping", "synthesis")}
     assert moved[1.0]["mapping"] > 0
-    assert moved[10.0]["mapping"] == pytest.approx(10 * moved[1.0]["mapping"], rel=1e-3)  # Adam's first step: lr x scale
+    # Adam's first step moves each parameter by its rate: lr x scale
+    assert moved[10.0]["mapping"] == pytest.approx(10 * moved[1.0]["mapping"], rel=1e-3)
     assert moved[10.0]["synthesis"] == pytest.approx(moved[1.0]["synthesis"], rel=1e-6)
     with pytest.raises(ValueError, match="mapping_lr_scale"):
         tiny(tmp_path, "bad", mapping_lr_scale=0)

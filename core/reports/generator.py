@@ -8,8 +8,8 @@ factor-reading error, the analyzer FD between the two sets with the real/real ba
 sets), Inception FID when torchvision's weights are on disk, the share of generated faces that pass the
 analyzer's face check, the perceptual path length in W and Z (with the analyzer's feature distance, since
 LPIPS's weights cannot be downloaded here), and where the glasses kind goes wrong (a confusion matrix, and the
-errors by distance to the cuts between kinds in z, on generated and on rendered faces). Writes report.json, report.md (the table with the goals) and a contact
-sheet: rendered row above generated row.
+errors by distance to the cuts between kinds in z, on generated and on rendered faces). Writes report.json,
+report.md (the table with the goals) and a contact sheet: rendered row above generated row.
 """
 from __future__ import annotations
 
