@@ -14,12 +14,14 @@ import torch
 
 from core.publish import export_run
 from core.stylegan3 import Generator
+from core.stylegan3.networks import estimate_w_avg
 from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, glasses_kind, sample_factors
-from core.synthfaces.latent import (GLASSES_CUTS_Z, LATENT_NAMES, Z_DIM, factors_from_z, glasses_cut_distance,
-                                    z_from_factors)
+from core.synthfaces.latent import (GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, LATENT_NAMES, Z_DIM, factors_from_z,
+                                    glasses_cut_distance, z_from_factors)
 from core.synthfaces.render import render
 from core.train import distill
-from core.train.distill import DistillConfig, feature_loss, glasses_map, step_latents, targets, train_distill
+from core.train.distill import (DistillConfig, build_generator, feature_loss, glasses_map, step_latents, targets,
+                                train_distill)
 from core.train.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +121,8 @@ def test_a_tiny_distillation_learns_and_ships(tmp_path):
     assert report["eval_l1"] == _evals(run)[-1]["eval_l1"] and set(report) >= {"eval_identity_cosine_median",
                                                                                   "eval_landmark_nme"}
     assert shipped.mapping.normalize_z is False
+    assert shipped.mapping.w_avg.abs().sum() > 0  # the truncation centre is estimated at shipping, not left at 0
+    assert torch.allclose(shipped.mapping.w_avg, estimate_w_avg(shipped.mapping))
     config = json.loads((tmp_path / "ship" / "g.json").read_text())
     assert config["images_seen"] == 300 * 8 and "factors_from_z" in config["latent"]
     role, G, notes = export_run(run.path)  # what `python -m core.publish` would upload
@@ -459,6 +463,48 @@ def test_boundary_latents_sit_near_the_glasses_cuts_and_leave_the_rest_of_the_ba
     assert kinds == {0.0, 1.0, 2.0}  # both sides of both cuts are drawn
     with pytest.raises(ValueError, match="glasses_boundary"):
         DistillConfig(name="bad", runs_dir=str(tmp_path), glasses_boundary_fraction=1.5)
+
+
+def test_a_quantized_run_starts_from_a_trained_generator_and_never_trains_the_built_layer(tmp_path):
+    # w_dim 64: the built layer needs 48 units (22 coordinates passed through, 2 cuts)
+    base = tiny(tmp_path, "base", w_dim=64, steps=4, eval_images=0, checkpoint_every=4, ship=True,
+                ship_to=str(tmp_path / "ship" / "base"))
+    train_distill(base, progress=False)
+    start = Generator.from_pretrained(tmp_path / "ship" / "base")
+    cfg = tiny(tmp_path, "quantized", w_dim=64, steps=4, eval_images=0, checkpoint_every=2, quantize_glasses=True,
+               init_from=str(tmp_path / "ship" / "base"))
+    G, origin = build_generator(cfg)
+    assert origin["images_seen"] == 4 * 8 and origin["step"] == 4
+    assert G.mapping.num_layers == start.mapping.num_layers + 1
+    assert [n for n, p in G.named_parameters() if not p.requires_grad] == ["mapping.fc0.weight", "mapping.fc0.bias"]
+    z = torch.randn(64, Z_DIM, generator=torch.Generator().manual_seed(3))
+    middles = z.clone()
+    middles[:, -1] = torch.tensor(GLASSES_MIDDLES_Z)[glasses_kind(factors_from_z(z))]
+    with torch.no_grad():  # it starts as the trained generator with the glasses coordinate read as its kind
+        assert torch.allclose(G(z, noise_mode="const"), start(middles, noise_mode="const"), atol=1e-4)
+    train_distill(cfg, progress=False)
+    role, trained, _ = export_run(tmp_path / "quantized")
+    assert trained.mapping.num_layers == G.mapping.num_layers
+    assert torch.equal(trained.mapping.fc0.weight, G.mapping.fc0.weight)  # the built layer stays as built
+    assert not torch.equal(trained.mapping.fc1.weight, G.mapping.fc1.weight)  # the trained ones learn
+    more = tiny(tmp_path, "quantized", w_dim=64, steps=6, eval_images=0, checkpoint_every=2, quantize_glasses=True,
+                init_from=str(tmp_path / "ship" / "base"))
+    train_distill(more, resume=True, progress=False)
+    assert RunDir(tmp_path / "quantized").latest()[1]["step"] == 6  # resumes its own (quantized) checkpoint
+    built = tiny(tmp_path, "built", w_dim=64, steps=0, quantize_glasses=True, init_from=str(tmp_path / "ship" / "base"),
+                 ship=True, ship_to=str(tmp_path / "ship" / "built"))
+    report = train_distill(built, progress=False)  # zero steps: ships the start with its glasses layer, evaluated
+    shipped = Generator.from_pretrained(tmp_path / "ship" / "built")
+    with torch.no_grad():
+        assert torch.equal(shipped(z, noise_mode="const"), G.eval()(z, noise_mode="const"))
+    assert "eval_glasses_accuracy" in report
+    notes = json.loads((tmp_path / "ship" / "built.json").read_text())
+    assert notes["images_seen"] == 4 * 8 and notes["started_from"]["step"] == 4  # the start's training counts
+    with pytest.raises(ValueError, match="steps may be 0 only with init_from"):
+        tiny(tmp_path, "nothing", steps=0)
+    wider = tiny(tmp_path, "wider", w_dim=64, channel_max=32, init_from=str(tmp_path / "ship" / "base"))
+    with pytest.raises(ValueError, match="cannot continue"):
+        build_generator(wider)
 
 
 def test_the_mapping_rate_scale_moves_only_the_mapping_network_faster(tmp_path):

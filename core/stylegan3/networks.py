@@ -117,6 +117,18 @@ class MappingNetwork(torch.nn.Module):
         return x
 
 
+@torch.no_grad()
+def estimate_w_avg(mapping: MappingNetwork, samples: int = 100_000, seed: int = 0, batch: int = 10_000) -> torch.Tensor:
+    """The mean W of `samples` latents z ~ N(0, I): the truncation centre, for a mapping trained without tracking it."""
+    gen = torch.Generator().manual_seed(seed)
+    device = mapping.w_avg.device
+    total = torch.zeros_like(mapping.w_avg)
+    for start in range(0, samples, batch):
+        z = torch.randn(min(batch, samples - start), mapping.z_dim, generator=gen).to(device)
+        total += mapping(z)[:, 0].sum(0)
+    return total / samples
+
+
 class SynthesisInput(torch.nn.Module):
     """Fourier features whose rotation and translation are predicted from w (plus a user transform)."""
 

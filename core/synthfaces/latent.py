@@ -28,6 +28,8 @@ _EPS = 1e-6  # keeps the inverse finite at factors 0 and 1
 
 _normal = torch.distributions.Normal(0.0, 1.0)
 GLASSES_CUTS_Z = tuple(float(c) for c in _normal.icdf(_CUTS))  # the glasses coordinate's cuts in z (0.253, 0.842)
+_MIDDLES = _normal.icdf((torch.cat([torch.zeros(1), _CUTS]) + torch.cat([_CUTS, torch.ones(1)])) / 2)
+GLASSES_MIDDLES_Z = tuple(float(m) for m in _MIDDLES)  # the middle of each kind's interval in z (none, eye, sun)
 
 
 def _check(x: torch.Tensor, width: int, what: str) -> None:
@@ -56,10 +58,7 @@ def z_from_factors(factors: torch.Tensor) -> torch.Tensor:
     f = factors.float()
     z = torch.empty(f.shape[0], Z_DIM, dtype=torch.float32, device=f.device)
     z[:, :-1] = _normal.icdf(f[:, _CONTINUOUS_INDEX.to(f.device)].clamp(_EPS, 1 - _EPS))
-    lo = torch.tensor([0.0, *_CUTS.tolist()], device=f.device)
-    hi = torch.tensor([*_CUTS.tolist(), 1.0], device=f.device)
-    kind = glasses_kind(f)
-    z[:, -1] = _normal.icdf((lo[kind] + hi[kind]) / 2)
+    z[:, -1] = _MIDDLES.to(f.device)[glasses_kind(f)]
     return z
 
 

@@ -13,6 +13,10 @@ discriminator trained on rendered against generated faces (logistic loss, lazy R
 Adam(0, 0.99). An EMA copy of G is what ships. The latents of each step come from a stream seeded by the step, so a
 resumed run sees exactly what an uninterrupted one would. The rate (constant, then optionally a cosine decay) and
 the step the analyzer terms join are read from the config at every step, so a resume can change them.
+
+With `quantize_glasses` the mapping network's first layer is built, not trained: it passes the continuous
+coordinates through and reads the glasses coordinate as its kind, so W jumps at the cuts between kinds (see
+`core.stylegan3.quantize`); `init_from` puts that layer in front of an already trained generator.
 """
 from __future__ import annotations
 
@@ -20,19 +24,21 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core.checkpoints import load_pretrained
 from core.config import from_dict
 from core.imaging import save_grid
 from core.metrics.fidelity import fidelity
 from core.stylegan3.discriminator import Discriminator
-from core.stylegan3.networks import Generator
+from core.stylegan3.networks import Generator, estimate_w_avg
+from core.stylegan3.quantize import quantize_input
 from core.synthfaces.factors import FACTOR_NAMES
-from core.synthfaces.latent import GLASSES_CUTS_Z, Z_DIM, factors_from_z
+from core.synthfaces.latent import GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, Z_DIM, factors_from_z
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
 from core.train.gan import discriminator_losses, discriminator_optimizer
@@ -55,10 +61,14 @@ class DistillConfig(RunConfig):
     """Schema of configs/distill_*.yaml."""
 
     name: str = "distill_synthfaces64"
+    may_be_zero: ClassVar[tuple[str, ...]] = ("steps",)  # with init_from: ship the start as built, untrained
     resolution: int = 64
     w_dim: int = 256
-    mapping_layers: int = 2
+    mapping_layers: int = 2  # trained layers; with quantize_glasses one built layer goes in front of them
     mapping_lr_multiplier: float = 0.01
+    quantize_glasses: bool = False  # the mapping's first layer reads the glasses coordinate as its kind: a fixed,
+    # built layer (core.stylegan3.quantize) that makes W jump at the cuts, which trained layers never learn to do
+    init_from: str = ""  # start from this generator (checkpoint path or embedded name; same config), not at random
     mapping_lr_scale: float = 1.0  # the mapping network's Adam rate is lr x this: a resumed run can let W bend
     # faster without changing mapping_lr_multiplier, which is part of the checkpoint's parametrisation
     channel_base: int = 1536
@@ -113,8 +123,11 @@ class DistillConfig(RunConfig):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")
         if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_glasses, self.weight_identity,
-               self.weight_factors, self.weight_landmarks, self.weight_adversarial, self.r1_gamma) < 0:
+               self.weight_factors, self.weight_landmarks, self.weight_adversarial,
+               self.r1_gamma) < 0:
             raise ValueError("loss weights and r1_gamma must be >= 0")
+        if self.steps == 0 and not self.init_from:
+            raise ValueError("steps may be 0 only with init_from (a run that ships its start as built)")
         if self.mapping_lr_scale <= 0:
             raise ValueError(f"mapping_lr_scale must be > 0, got {self.mapping_lr_scale}")
         if not 0 <= self.glasses_boundary_fraction <= 1 or self.glasses_boundary_width <= 0:
@@ -134,9 +147,12 @@ class DistillConfig(RunConfig):
         bf16 = self.aux_precision == "bf16" or (self.aux_precision == "auto" and native_bf16())
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
-    def generator_kwargs(self) -> dict[str, Any]:
+    def generator_kwargs(self, quantized: bool | None = None) -> dict[str, Any]:
+        """The generator's constructor arguments; `quantized=False` leaves out the glasses layer (what it is
+        built onto), None follows the config."""
+        layers = self.mapping_layers + (self.quantize_glasses if quantized is None else quantized)
         return dict(z_dim=Z_DIM, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
-                    mapping_kwargs=dict(num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier,
+                    mapping_kwargs=dict(num_layers=layers, lr_multiplier=self.mapping_lr_multiplier,
                                         normalize_z=False),
                     channel_base=self.channel_base, channel_max=self.channel_max, num_layers=self.num_layers,
                     margin_size=self.margin_size, conv_kernel=self.conv_kernel, first_cutoff=self.first_cutoff,
@@ -146,6 +162,35 @@ class DistillConfig(RunConfig):
     def discriminator_kwargs(self) -> dict[str, Any]:
         return dict(img_resolution=self.resolution, img_channels=3 + self.d_landmarks, channel_base=self.d_channel_base,
                     channel_max=self.d_channel_max)
+
+
+def quantize_glasses(G: Generator) -> Generator:
+    """G with the built glasses layer in front of its mapping: every latent gets the W that G gives it with the
+    glasses coordinate at the middle of its kind's interval, which renders the same face."""
+    return quantize_input(G, Z_DIM - 1, GLASSES_CUTS_Z, GLASSES_MIDDLES_Z)
+
+
+def build_generator(cfg: DistillConfig) -> tuple[Generator, dict[str, Any]]:
+    """The generator a run starts from, in training mode, and where it came from: `init_from` (its checkpoint's
+    step and images seen) or a fresh one; given the built glasses layer when the config asks for it and the start
+    lacks it."""
+    start: dict[str, Any] = {"images_seen": 0}
+    if cfg.init_from:
+        G, config = load_pretrained(cfg.init_from, kind=Generator.kind)
+        start = {"init_from": str(cfg.init_from), "step": config.get("step"),
+                 "images_seen": int(config.get("images_seen") or 0)}
+        allowed = [Generator(**cfg.generator_kwargs(q)).init_kwargs for q in {False, cfg.quantize_glasses}]
+        if G.init_kwargs not in allowed:
+            raise ValueError(f"init_from {cfg.init_from!r} was built with {G.init_kwargs}, which this config "
+                             f"cannot continue: it builds {allowed[-1]}")
+    else:
+        G = Generator(**cfg.generator_kwargs(False))
+    if cfg.quantize_glasses and G.mapping.num_layers == cfg.mapping_layers:
+        G = quantize_glasses(G)
+    G.train().requires_grad_(True)
+    if cfg.quantize_glasses:
+        G.mapping.fc0.requires_grad_(False)  # built, not trained
+    return G, start
 
 
 def targets(z: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -278,9 +323,10 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     from core.analysis import load_analyzer
 
     torch.manual_seed(cfg.seed)
-    G = Generator(**cfg.generator_kwargs())
+    G, start = build_generator(cfg)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt = torch.optim.Adam([{"params": G.synthesis.parameters()}, {"params": G.mapping.parameters()}], lr=cfg.lr,
+    trained = [p for p in G.mapping.parameters() if p.requires_grad]
+    opt = torch.optim.Adam([{"params": G.synthesis.parameters()}, {"params": trained}], lr=cfg.lr,
                            betas=(cfg.beta1, cfg.beta2), eps=1e-8)
     D = opt_d = None
     if cfg.weight_adversarial > 0:
@@ -351,12 +397,16 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
         bar.close()
         if evaluator is not None and not run.report:  # resumed at its last step: still report
             run.report = evaluator(G_ema)
-        run.ship(G_ema, images_seen=run.step * cfg.batch_size, latent=LATENT_NOTE)
+        if cfg.ship:
+            G_ema.mapping.w_avg.copy_(estimate_w_avg(G_ema.mapping))  # training never tracks it
+        run.ship(G_ema, images_seen=start["images_seen"] + run.step * cfg.batch_size, latent=LATENT_NOTE,
+                 **({"started_from": start} if cfg.init_from else {}))
     return run.report
 
 
 def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, Generator]:
-    """The deployable generator (the EMA copy) of a distillation checkpoint."""
+    """The deployable generator (the EMA copy) of a distillation checkpoint, with its W average estimated."""
     G = Generator(**from_dict(DistillConfig, meta["config"]).generator_kwargs())
     G.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")})
+    G.mapping.w_avg.copy_(estimate_w_avg(G.mapping))
     return "generator", G.eval()

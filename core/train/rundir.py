@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, ClassVar, Iterable, Mapping, Optional
 
 import torch
 import yaml
@@ -201,6 +201,7 @@ class RunConfig:
     log_every: int = 20
     ship: bool = False  # at the end, write the trained model to `ship_to` (the CLI's --ship); off by default
     ship_to: str = ""   # where a shipping run writes (recipes name checkpoints/...); empty: nowhere
+    may_be_zero: ClassVar[tuple[str, ...]] = ()  # counts that a loop accepts at zero (its schema says what it means)
 
     def __post_init__(self) -> None:
         """Refuse, before any work, what no run can use: a NaN or infinite number, and a zero or negative count,
@@ -210,6 +211,8 @@ class RunConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"config key {f.name!r} must be a finite number, got {value}")
             counted = f.name in POSITIVE or f.name.endswith(("_every", "_interval", "lr"))
+            if f.name in self.may_be_zero and value == 0:
+                continue
             if counted and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 raise ValueError(f"config key {f.name!r} must be > 0, got {value}")
 
