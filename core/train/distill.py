@@ -123,8 +123,7 @@ class DistillConfig(RunConfig):
             raise ValueError(f"pixel_scales must be divisors of the resolution ({self.resolution}), got "
                              f"{self.pixel_scales}")
         if min(self.weight_pixel, self.weight_edges, self.weight_features, self.weight_glasses, self.weight_identity,
-               self.weight_factors, self.weight_landmarks, self.weight_adversarial,
-               self.r1_gamma) < 0:
+               self.weight_factors, self.weight_landmarks, self.weight_adversarial, self.r1_gamma) < 0:
             raise ValueError("loss weights and r1_gamma must be >= 0")
         if self.steps == 0 and not self.init_from:
             raise ValueError("steps may be 0 only with init_from (a run that ships its start as built)")
