@@ -114,6 +114,18 @@ def test_shipped_analyzer_recognises_held_out_identities():
     assert nme < 0.06 and px < 3.0
 
 
+def test_analyze_reads_any_number_of_images_batch_by_batch_as_one_call_would():
+    from core.analysis import analyze
+    analyzer = load_analyzer("synthfaces")
+    images = SynthFacesDataset(identities=5, per_identity=3, resolution=64, seed=5).images
+    with torch.no_grad():
+        whole = analyzer(images)
+    read = analyze(analyzer, images, batch=4)  # 15 faces: three full batches and one of three
+    for field in ("embedding", "factors", "landmarks"):
+        assert torch.allclose(getattr(read, field), getattr(whole, field), atol=1e-5), field
+    assert not read.embedding.requires_grad
+
+
 def test_shipped_analyzer_meets_its_targets_on_held_out_identities():
     # the report's split: 200 held-out identities x 4 images at 64 px, recomputed here, not read from the JSON
     from core.analysis.evaluate import evaluate_analyzer

@@ -191,6 +191,12 @@ def test_the_fidelity_report_on_a_tiny_generator(tmp_path):
         report.report(Generator(**tiny_kwargs()), load_analyzer("synthfaces"), samples=16)
     with pytest.raises(ValueError, match="samples must be at least 16"):
         report.report(G, load_analyzer("synthfaces"), samples=8)
+    from core.analysis import analyze
+    from core.metrics.fidelity import fidelity
+    faces = images["real"]
+    read = analyze(load_analyzer("synthfaces"), faces)
+    with pytest.raises(ValueError, match="one reading per face"):
+        fidelity(faces, faces, torch.zeros(16, 5, 2), torch.zeros(16, 10), read, analyze(load_analyzer(), faces[:8]))
 
 
 def test_the_readme_try_it_commands_never_touch_the_shipped_checkpoints(tmp_path):

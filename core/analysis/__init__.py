@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from core.analysis.model import Analysis, FaceAnalyzer, FaceModelUnavailable
+from core.analysis.model import Analysis, FaceAnalyzer, FaceModelUnavailable, analyze
 
 
 def analyzer_checkpoint(name: str = "synthfaces") -> str:
@@ -44,5 +44,5 @@ def faces_backend(spec: Optional[str] = None):
     raise ValueError(f"unknown face backend {spec!r}; known: dlib, insightface[:ROOT]")
 
 
-__all__ = ["Analysis", "FaceAnalyzer", "FaceModelUnavailable", "analyzer_checkpoint", "faces_backend",
+__all__ = ["Analysis", "FaceAnalyzer", "FaceModelUnavailable", "analyze", "analyzer_checkpoint", "faces_backend",
            "load_analyzer", "offline"]

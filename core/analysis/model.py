@@ -28,6 +28,20 @@ class Analysis:
     landmarks: Optional[torch.Tensor]
 
 
+@torch.no_grad()
+def analyze(analyzer: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> Analysis:
+    """The analyzer's outputs for any number of images in [0, 1], batch by batch, gathered on the CPU, so that a
+    caller reads each image set once and reuses the readings."""
+    device = next(analyzer.parameters()).device
+    outs = [analyzer(images[s:s + batch].to(device)) for s in range(0, len(images), batch)]
+
+    def gather(field: str) -> Optional[torch.Tensor]:
+        parts = [getattr(o, field) for o in outs]
+        return None if not parts or parts[0] is None else torch.cat(parts).cpu()
+
+    return Analysis(gather("embedding"), gather("factors"), gather("landmarks"))
+
+
 class FaceModelUnavailable(RuntimeError):
     """A real-face model (or its runtime) is not installed here; the message says what to install or download."""
 

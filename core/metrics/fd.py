@@ -14,6 +14,7 @@ import scipy.linalg
 import scipy.stats
 import torch
 
+from core.analysis.model import Analysis, analyze
 from core.synthfaces.factors import FACTOR_NAMES
 
 INCEPTION_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"
@@ -37,17 +38,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.square(mu_a - mu_b).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root.real))
 
 
-@torch.no_grad()
+def analysis_features(readings: Analysis) -> np.ndarray:
+    """FD features [N, D] of analyzer readings: unit embedding ++ predicted factors."""
+    return torch.cat([readings.embedding, readings.factors], dim=1).numpy()
+
+
 def analyzer_features(analyzer: torch.nn.Module, images: torch.Tensor,
                       batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(features [N, D], predicted factors [N, F]) of images in [0, 1]; features = unit embedding ++ factors."""
-    feats, factors = [], []
-    device = next(analyzer.parameters()).device
-    for start in range(0, len(images), batch):
-        out = analyzer(images[start:start + batch].to(device))
-        feats.append(torch.cat([out.embedding, out.factors], dim=1).cpu())
-        factors.append(out.factors.cpu())
-    return torch.cat(feats).numpy(), torch.cat(factors).numpy()
+    readings = analyze(analyzer, images, batch)
+    return analysis_features(readings), readings.factors.numpy()
 
 
 def factor_match(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:

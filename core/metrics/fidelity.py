@@ -1,47 +1,43 @@
 """How closely generated faces match their ground truth (the distilled generator against the renderer).
 
 For each generated face there is an exact target, `render(factors_from_z(z))`, with its factors and landmarks.
-`fidelity` compares the two images pixel by pixel and through the analyzer: identity cosine between their
-embeddings, landmark NME of the analyzer's reading of the generated face against the true landmarks, and the
-error of its factor readings against the true factors. `glasses_breakdown` shows where the glasses kind goes wrong:
-which kind is read for which, and how the errors grow near the cuts between kinds in z.
+`fidelity` compares the two images pixel by pixel and through the analyzer's readings of both: identity
+cosine between their embeddings, landmark NME of the analyzer's reading of the generated face against the true
+landmarks, and the error of its factor readings against the true factors. `glasses_breakdown` shows where the
+glasses kind goes wrong: which kind is read for which, and how the errors grow near the cuts between kinds in z.
 """
 from __future__ import annotations
 
 import torch
 
 from core.analysis.evaluate import landmark_errors
+from core.analysis.model import Analysis
 from core.metrics.ssim import ssim
 from core.synthfaces.factors import BINARY_FACTORS, FACTOR_NAMES, GLASSES_KINDS, glasses_kind
 
 _BINARY = torch.tensor([n in BINARY_FACTORS for n in FACTOR_NAMES])
 
 
-@torch.no_grad()
 def fidelity(generated: torch.Tensor, rendered: torch.Tensor, landmarks: torch.Tensor, factors: torch.Tensor,
-             analyzer: torch.nn.Module, batch: int = 256) -> dict[str, float]:
+             read_generated: Analysis, read_rendered: Analysis) -> dict[str, float]:
     """Generated vs rendered [N, 3, H, W] images in [0, 1], with the true landmarks [N, L, 2] (pixels) and factors
-    [N, F]: mean L1, mean SSIM, median and mean identity cosine, landmark error (px, NME), factor error (mean
-    absolute error over continuous factors, accuracy over the glasses factors)."""
+    [N, F] and the analyzer's readings of both sets (`core.analysis.analyze`): mean L1, mean SSIM, median and mean
+    identity cosine, landmark error (px, NME), factor error (mean absolute error over continuous factors, accuracy
+    over the glasses factors)."""
     if generated.shape != rendered.shape:
         raise ValueError(f"generated {list(generated.shape)} and rendered {list(rendered.shape)} differ in shape")
-    device = next(analyzer.parameters()).device
-    cos, lms, facs, ssims = [], [], [], []
-    for s in range(0, len(generated), batch):
-        g, r = generated[s:s + batch].to(device), rendered[s:s + batch].to(device)
-        a_g, a_r = analyzer(g), analyzer(r)
-        cos.append((a_g.embedding * a_r.embedding).sum(1).cpu())
-        lms.append(a_g.landmarks.cpu())
-        facs.append(a_g.factors.cpu())
-        ssims.append(ssim(g, r).cpu())
-    cos_all, read = torch.cat(cos), torch.cat(facs)
-    px, nme = landmark_errors(torch.cat(lms), landmarks)
+    if not len(generated) == len(read_generated.embedding) == len(read_rendered.embedding):
+        raise ValueError(f"need one reading per face: {len(generated)} faces, {len(read_generated.embedding)} and "
+                         f"{len(read_rendered.embedding)} readings")
+    cos = (read_generated.embedding * read_rendered.embedding).sum(1)
+    px, nme = landmark_errors(read_generated.landmarks, landmarks)
+    read = read_generated.factors
     err = (read - factors).abs()
     return {
         "l1": float((generated - rendered).abs().mean()),
-        "ssim": float(torch.cat(ssims).mean()),
-        "identity_cosine_median": float(cos_all.median()),
-        "identity_cosine_mean": float(cos_all.mean()),
+        "ssim": float(ssim(generated, rendered).mean()),
+        "identity_cosine_median": float(cos.median()),
+        "identity_cosine_mean": float(cos.mean()),
         "landmark_px": px,
         "landmark_nme": nme,
         "factor_mae": float(err[:, ~_BINARY].mean()),
@@ -52,23 +48,17 @@ def fidelity(generated: torch.Tensor, rendered: torch.Tensor, landmarks: torch.T
 CUT_DISTANCE_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, float("inf"))  # bins of the distance in z to the nearer glasses cut
 
 
-@torch.no_grad()
-def _read_kinds(images: torch.Tensor, analyzer: torch.nn.Module, batch: int) -> torch.Tensor:
-    device = next(analyzer.parameters()).device
-    return torch.cat([glasses_kind(analyzer(images[s:s + batch].to(device)).factors.cpu())
-                      for s in range(0, len(images), batch)])
-
-
-def glasses_breakdown(generated: torch.Tensor, rendered: torch.Tensor, factors: torch.Tensor,
-                      cut_distance: torch.Tensor, analyzer: torch.nn.Module, batch: int = 256) -> dict:
+def glasses_breakdown(read_generated: Analysis, read_rendered: Analysis, factors: torch.Tensor,
+                      cut_distance: torch.Tensor) -> dict:
     """The glasses kind the analyzer reads on generated and on rendered faces against the true kind: a confusion
     matrix each (rows true, columns read, in GLASSES_KINDS order) and the wrong readings per bin of `cut_distance`
     (each face's distance in z to the nearer cut between kinds), so the analyzer's own misreadings stand apart."""
-    if not len(generated) == len(rendered) == len(factors) == len(cut_distance):
-        raise ValueError(f"generated, rendered, factors and cut_distance must have one row per face, got "
-                         f"{len(generated)}, {len(rendered)}, {len(factors)} and {len(cut_distance)}")
+    if not len(read_generated.factors) == len(read_rendered.factors) == len(factors) == len(cut_distance):
+        raise ValueError(f"the readings of generated and rendered faces, factors and cut_distance must have one row "
+                         f"per face, got {len(read_generated.factors)}, {len(read_rendered.factors)}, {len(factors)} "
+                         f"and {len(cut_distance)}")
     true = glasses_kind(factors)
-    read = {"generated": _read_kinds(generated, analyzer, batch), "rendered": _read_kinds(rendered, analyzer, batch)}
+    read = {"generated": glasses_kind(read_generated.factors), "rendered": glasses_kind(read_rendered.factors)}
     out: dict = {"kinds": list(GLASSES_KINDS)}
     for name, kinds in read.items():
         confusion = torch.zeros(len(GLASSES_KINDS), len(GLASSES_KINDS), dtype=torch.int64)

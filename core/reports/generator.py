@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from core.imaging import save_grid
-from core.metrics.fd import FeatureModelUnavailable, analyzer_features, frechet_distance, inception_features
+from core.analysis.model import analyze
+from core.metrics.fd import FeatureModelUnavailable, analysis_features, frechet_distance, inception_features
 from core.metrics.fidelity import fidelity, glasses_breakdown
 from core.metrics.ppl import analyzer_distance, ppl
 from core.reports import write_report
@@ -54,10 +55,11 @@ def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, s
     z = eval_latents(samples, seed)
     real, landmarks, factors = targets(z, G.img_resolution)
     fake = generate(G, z)
-    out: dict[str, Any] = {"samples": samples, **fidelity(fake, real, landmarks, factors, analyzer)}
-    out["glasses"] = glasses_breakdown(fake, real, factors, glasses_cut_distance(z), analyzer)
+    read_real, read_fake = analyze(analyzer, real), analyze(analyzer, fake)
+    out: dict[str, Any] = {"samples": samples, **fidelity(fake, real, landmarks, factors, read_fake, read_real)}
+    out["glasses"] = glasses_breakdown(read_fake, read_real, factors, glasses_cut_distance(z))
     other = targets(eval_latents(samples, seed + 1), G.img_resolution)[0]  # an independent rendered set
-    real_f, fake_f, other_f = (analyzer_features(analyzer, x)[0] for x in (real, fake, other))
+    real_f, fake_f, other_f = (analysis_features(r) for r in (read_real, read_fake, analyze(analyzer, other)))
     out["fd_analyzer"] = frechet_distance(real_f, fake_f)
     out["fd_analyzer_real_real"] = frechet_distance(real_f, other_f)
     out["fd_ratio"] = out["fd_analyzer"] / out["fd_analyzer_real_real"]

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core.analysis.model import analyze
 from core.checkpoints import load_pretrained
 from core.config import from_dict
 from core.imaging import save_grid
@@ -309,12 +310,13 @@ class Evaluator:
         self.z = eval_latents(cfg.eval_images, cfg.seed)
         self.images, self.landmarks, self.factors = targets(self.z, cfg.resolution)
         self.analyzer = analyzer
+        self.read_images = analyze(analyzer, self.images)  # the targets never change: read them once
 
     @torch.no_grad()
     def __call__(self, G: Generator) -> dict[str, float]:
         fake = torch.cat([generate(G, self.z[s:s + 64]).clamp(0, 1) for s in range(0, len(self.z), 64)])
         return {f"eval_{k}": v for k, v in fidelity(fake, self.images, self.landmarks, self.factors,
-                                                     self.analyzer).items()}
+                                                     analyze(self.analyzer, fake), self.read_images).items()}
 
 
 def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
