@@ -471,6 +471,70 @@ def test_boundary_latents_sit_near_the_glasses_cuts_and_leave_the_rest_of_the_ba
         DistillConfig(name="bad", runs_dir=str(tmp_path), glasses_boundary_fraction=1.5)
 
 
+def test_turned_eyeglasses_latents_wear_eyeglasses_on_turned_faces_and_follow_the_boundary_ones(tmp_path):
+    near = DistillConfig(name="near", runs_dir=str(tmp_path), batch_size=16, glasses_boundary_fraction=0.25)
+    turned = DistillConfig(name="turned", runs_dir=str(tmp_path), batch_size=16, glasses_boundary_fraction=0.25,
+                           eyeglasses_turned_fraction=0.5, eyeglasses_turned_yaw=0.2)
+    yaw = LATENT_NAMES.index("yaw")
+    sides = set()
+    for step in range(20):
+        a, b = step_latents(near, step), step_latents(turned, step)
+        assert torch.equal(a[:4], b[:4]) and torch.equal(a[12:], b[12:])  # boundary rows first, the rest alone
+        others = [i for i in range(Z_DIM - 1) if i != yaw]
+        assert torch.equal(a[4:12, others], b[4:12, others])  # only the glasses and yaw coordinates move
+        f = factors_from_z(b[4:12])
+        assert bool((f[:, FACTOR_NAMES.index("eyeglasses")] == 1).all())
+        away = f[:, FACTOR_NAMES.index("yaw")] - 0.5
+        assert bool((away.abs() >= 0.2 - 1e-5).all())
+        sides |= set(away.sign().tolist())
+    assert sides == {-1.0, 1.0}  # turned either way
+    for bad in (dict(eyeglasses_turned_fraction=0.8, glasses_boundary_fraction=0.5), dict(eyeglasses_turned_yaw=0.5)):
+        with pytest.raises(ValueError, match="eyeglasses_turned"):
+            DistillConfig(name="bad", runs_dir=str(tmp_path), **bad)
+
+
+def test_a_run_directory_start_carries_the_ema_copy_discriminator_and_optimizer_moments(tmp_path):
+    from core.stylegan3.discriminator import Discriminator
+    from core.train.gan import discriminator_optimizer
+    from core.train.rundir import saved_optimizer_state
+    adversarial = dict(w_dim=64, eval_images=0, weight_adversarial=0.1, d_channel_base=256, d_channel_max=16)
+    base = tiny(tmp_path, "base", steps=4, checkpoint_every=4, **adversarial)
+    train_distill(base, progress=False)
+    tensors, meta = RunDir(tmp_path / "base").latest()
+    cfg = tiny(tmp_path, "on", steps=2, checkpoint_every=2, quantize_glasses=True, init_from=str(tmp_path / "base"),
+               ship=True, ship_to=str(tmp_path / "ship" / "on"), **adversarial)
+    start = build_generator(cfg)
+    assert start.origin == {"init_from": str(tmp_path / "base"), "step": 4, "images_seen": 4 * 8}
+    assert start.added_layers == 1 and start.G_ema.mapping.num_layers == 3 and not start.G_ema.training
+    for name, module in (("G.", start.G), ("G_ema.", start.G_ema)):  # the synthesis as trained, EMA copy included
+        for k, v in module.synthesis.state_dict().items():
+            assert torch.equal(v, tensors[f"{name}synthesis.{k}"]), (name, k)
+        assert torch.equal(module.mapping.fc2.weight, tensors[f"{name}mapping.fc1.weight"])
+    assert not torch.equal(tensors["G.synthesis.input.affine.weight"], tensors["G_ema.synthesis.input.affine.weight"])
+    trained = [p for p in start.G.mapping.parameters() if p.requires_grad]
+    opt = torch.optim.Adam([{"params": start.G.synthesis.parameters()}, {"params": trained}], lr=cfg.lr)
+    D = Discriminator(**cfg.discriminator_kwargs())
+    opt_d = discriminator_optimizer(D, cfg.d_lr, cfg.r1_gamma, cfg.r1_interval)
+    start.carry_training_state(cfg, opt, D, opt_d)
+    for k, v in D.state_dict().items():
+        assert torch.equal(v, tensors[f"D.{k}"]), k
+    assert opt_d.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    saved = saved_optimizer_state({k[2:]: v for k, v in tensors.items() if k.startswith("g_")}, meta["g_optimizer"])
+    synthesis = len(list(start.G.synthesis.parameters()))
+    state = opt.state_dict()["state"]
+    assert all(torch.equal(state[i]["exp_avg"], saved[i]["exp_avg"]) for i in range(synthesis))
+    # old mapping fc0 (folded into the new fc1) starts afresh; old fc1 is the new fc2, two places on
+    assert synthesis not in state and synthesis + 1 not in state
+    assert torch.equal(state[synthesis + 2]["exp_avg_sq"], saved[synthesis + 2]["exp_avg_sq"])
+    train_distill(cfg, progress=False)
+    notes = json.loads((tmp_path / "ship" / "on.json").read_text())
+    assert notes["started_from"]["step"] == 4 and notes["images_seen"] == 4 * 8 + 2 * 8
+    assert RunDir(tmp_path / "on").latest()[1]["images_seen"] == 4 * 8 + 2 * 8
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ValueError, match="without a complete distillation checkpoint"):
+        build_generator(tiny(tmp_path, "x", init_from=str(tmp_path / "empty")))
+
+
 def test_a_quantized_run_starts_from_a_trained_generator_and_never_trains_the_built_layer(tmp_path):
     # w_dim 64: the built layer needs 48 units (22 coordinates passed through, 2 cuts)
     base = tiny(tmp_path, "base", w_dim=64, steps=4, eval_images=0, checkpoint_every=4, ship=True,
@@ -479,7 +543,8 @@ def test_a_quantized_run_starts_from_a_trained_generator_and_never_trains_the_bu
     start = Generator.from_pretrained(tmp_path / "ship" / "base")
     cfg = tiny(tmp_path, "quantized", w_dim=64, steps=4, eval_images=0, checkpoint_every=2, quantize_glasses=True,
                init_from=str(tmp_path / "ship" / "base"))
-    G, origin = build_generator(cfg)
+    begun = build_generator(cfg)
+    G, origin = begun.G, begun.origin
     assert origin["images_seen"] == 4 * 8 and origin["step"] == 4
     assert G.mapping.num_layers == start.mapping.num_layers + 1
     assert [n for n, p in G.named_parameters() if not p.requires_grad] == ["mapping.fc0.weight", "mapping.fc0.bias"]

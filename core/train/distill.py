@@ -39,11 +39,11 @@ from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator, estimate_w_avg
 from core.stylegan3.quantize import quantize_input
 from core.synthfaces.factors import FACTOR_NAMES
-from core.synthfaces.latent import GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, Z_DIM, factors_from_z
+from core.synthfaces.latent import GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, LATENT_NAMES, Z_DIM, factors_from_z
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
 from core.train.gan import discriminator_losses, discriminator_optimizer
-from core.train.rundir import RunConfig, TrainingRun
+from core.train.rundir import RunConfig, RunDir, TrainingRun, load_optimizer_tensors, saved_optimizer_state
 
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
 NUM_FEATURE_LANDMARKS = LANDMARK_NAMES.index("lower_lip") + 1  # eyes, pupils, nose tip and mouth: not the jaw
@@ -69,7 +69,8 @@ class DistillConfig(RunConfig):
     mapping_lr_multiplier: float = 0.01
     quantize_glasses: bool = False  # the mapping's first layer reads the glasses coordinate as its kind: a fixed,
     # built layer (core.stylegan3.quantize) that makes W jump at the cuts, which trained layers never learn to do
-    init_from: str = ""  # start from this generator (checkpoint path or embedded name; same config), not at random
+    init_from: str = ""  # start from this generator (checkpoint path or embedded name; same config), not at random,
+    # or from a distillation run directory: its newest checkpoint's G, EMA copy, discriminator and optimizer moments
     mapping_lr_scale: float = 1.0  # the mapping network's Adam rate is lr x this: a resumed run can let W bend
     # faster without changing mapping_lr_multiplier, which is part of the checkpoint's parametrisation
     channel_base: int = 1536
@@ -96,6 +97,8 @@ class DistillConfig(RunConfig):
     weight_glasses: float = 0.0  # L1 on the pixels the glasses change (frames, lenses; exact, from a second render)
     glasses_boundary_fraction: float = 0.0  # this share of each batch draws its glasses coordinate near a cut
     glasses_boundary_width: float = 0.25  # ... uniformly within this distance (in z) of one of the two cuts
+    eyeglasses_turned_fraction: float = 0.0  # this share of each batch wears eyeglasses on a turned face, where
+    eyeglasses_turned_yaw: float = 0.15  # ... the yaw factor lies at least this far from frontal (0.5), either side
     weight_identity: float = 0.0  # 1 - cosine of the analyzer's identity embeddings
     weight_factors: float = 0.0   # L1 of the analyzer's factor readings
     weight_landmarks: float = 0.0  # L1 of the analyzer's landmarks, in image fractions
@@ -133,6 +136,11 @@ class DistillConfig(RunConfig):
         if not 0 <= self.glasses_boundary_fraction <= 1 or self.glasses_boundary_width <= 0:
             raise ValueError(f"glasses_boundary_fraction must be in [0, 1] and glasses_boundary_width > 0, got "
                              f"{self.glasses_boundary_fraction} and {self.glasses_boundary_width}")
+        if not 0 <= self.eyeglasses_turned_fraction <= 1 - self.glasses_boundary_fraction or not (
+                0 < self.eyeglasses_turned_yaw < 0.5):
+            raise ValueError(f"eyeglasses_turned_fraction must be in [0, 1 - glasses_boundary_fraction] and "
+                             f"eyeglasses_turned_yaw in (0, 0.5), got {self.eyeglasses_turned_fraction} and "
+                             f"{self.eyeglasses_turned_yaw}")
         if self.pixel_norm not in ("l1", "l2"):
             raise ValueError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
         if self.aux_precision not in ("fp32", "bf16", "auto"):
@@ -170,27 +178,102 @@ def quantize_glasses(G: Generator) -> Generator:
     return quantize_input(G, Z_DIM - 1, GLASSES_CUTS_Z, GLASSES_MIDDLES_Z)
 
 
-def build_generator(cfg: DistillConfig) -> tuple[Generator, dict[str, Any]]:
-    """The generator a run starts from, in training mode, and where it came from: `init_from` (its checkpoint's
-    step and images seen) or a fresh one; given the built glasses layer when the config asks for it and the start
-    lacks it."""
-    start: dict[str, Any] = {"images_seen": 0}
-    if cfg.init_from:
+@dataclass
+class Start:
+    """What a run starts from: its generator and EMA copy (training mode and eval mode), where they came from
+    (`origin`, recorded when the run ships), and, when `init_from` is a distillation run directory, that run's
+    newest checkpoint, whose discriminator and optimizer moments `carry_training_state` hands on."""
+
+    G: Generator
+    G_ema: Generator
+    origin: dict[str, Any]
+    checkpoint: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+    added_layers: int = 0  # mapping layers put in front of the start's (the glasses layer): 0 or 1
+
+    def carry_training_state(self, cfg: DistillConfig, opt: torch.optim.Optimizer, D: Discriminator | None,
+                             opt_d: torch.optim.Optimizer | None) -> None:
+        """From a run directory: the discriminator and its optimizer as they were, and G's Adam moments for every
+        parameter that kept its meaning. The layer the glasses layer folded its decoding into starts its moments
+        afresh; the layers behind it keep theirs under their new index."""
+        if self.checkpoint is None:
+            return
+        tensors, meta = self.checkpoint
+        run_cfg = from_dict(DistillConfig, meta["config"])
+        if D is not None and any(k.startswith("D.") for k in tensors):
+            if run_cfg.discriminator_kwargs() != cfg.discriminator_kwargs():
+                raise ValueError(f"init_from {cfg.init_from!r} trained a discriminator built with "
+                                 f"{run_cfg.discriminator_kwargs()}; this config builds {cfg.discriminator_kwargs()}")
+            D.load_state_dict(_part(tensors, "D."))
+            if "d_optimizer" in meta:
+                load_optimizer_tensors(opt_d, _part(tensors, "d_"), meta["d_optimizer"])
+        old = _optimized_names(Generator(**run_cfg.generator_kwargs()), run_cfg.quantize_glasses)
+        new = {name: i for i, name in enumerate(_optimized_names(self.G, cfg.quantize_glasses))}
+        saved = saved_optimizer_state(_part(tensors, "g_"), meta["g_optimizer"])
+        state = {}
+        for i, name in enumerate(old):
+            moved = _moved(name, self.added_layers)
+            if moved in new and i in saved:
+                state[new[moved]] = saved[i]
+        opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _optimized_names(G: Generator, quantized: bool) -> list[str]:
+    """G's parameter names in the order of the run's Adam: synthesis, then the mapping's trained layers."""
+    return ([f"synthesis.{n}" for n, _ in G.synthesis.named_parameters()] +
+            [f"mapping.{n}" for n, _ in G.mapping.named_parameters() if not (quantized and n.startswith("fc0."))])
+
+
+def _moved(name: str, added_layers: int) -> str | None:
+    """A parameter's name after `added_layers` mapping layers went in front; None for the first mapping layer when
+    one did, since the glasses layer's decoding was folded into it and its moments no longer fit."""
+    if not added_layers or not name.startswith("mapping.fc"):
+        return name
+    layer, rest = name[len("mapping.fc"):].split(".", 1)
+    return None if layer == "0" else f"mapping.fc{int(layer) + added_layers}.{rest}"
+
+
+def build_generator(cfg: DistillConfig) -> Start:
+    """What a run starts from: `init_from` (a generator checkpoint, or a distillation run directory whose newest
+    checkpoint also carries the EMA copy, the discriminator and the optimizers) or a fresh generator; given the
+    built glasses layer when the config asks for it and the start lacks it."""
+    origin: dict[str, Any] = {"images_seen": 0}
+    G_ema = checkpoint = None
+    if cfg.init_from and RunDir(cfg.init_from).checkpoints.is_dir():
+        checkpoint = RunDir(cfg.init_from).latest()
+        if checkpoint is None or checkpoint[1].get("kind") != "distill_training":
+            raise ValueError(f"init_from {cfg.init_from!r} is a run directory without a complete distillation "
+                             f"checkpoint")
+        tensors, meta = checkpoint
+        run_cfg = from_dict(DistillConfig, meta["config"])
+        G, G_ema = (Generator(**run_cfg.generator_kwargs()) for _ in range(2))
+        G.load_state_dict(_part(tensors, "G."))
+        G_ema.load_state_dict(_part(tensors, "G_ema."))
+        origin = {"init_from": str(cfg.init_from), "step": meta["step"],
+                  "images_seen": int(meta.get("images_seen", meta["step"] * run_cfg.batch_size))}
+    elif cfg.init_from:
         G, config = load_pretrained(cfg.init_from, kind=Generator.kind)
-        start = {"init_from": str(cfg.init_from), "step": config.get("step"),
-                 "images_seen": int(config.get("images_seen") or 0)}
+        origin = {"init_from": str(cfg.init_from), "step": config.get("step"),
+                  "images_seen": int(config.get("images_seen") or 0)}
+    else:
+        G = Generator(**cfg.generator_kwargs(False))
+    if cfg.init_from:
         allowed = [Generator(**cfg.generator_kwargs(q)).init_kwargs for q in {False, cfg.quantize_glasses}]
         if G.init_kwargs not in allowed:
             raise ValueError(f"init_from {cfg.init_from!r} was built with {G.init_kwargs}, which this config "
                              f"cannot continue: it builds {allowed[-1]}")
-    else:
-        G = Generator(**cfg.generator_kwargs(False))
-    if cfg.quantize_glasses and G.mapping.num_layers == cfg.mapping_layers:
+    added = int(cfg.quantize_glasses and G.mapping.num_layers == cfg.mapping_layers)
+    if added:
         G = quantize_glasses(G)
+        G_ema = quantize_glasses(G_ema) if G_ema is not None else None
     G.train().requires_grad_(True)
     if cfg.quantize_glasses:
         G.mapping.fc0.requires_grad_(False)  # built, not trained
-    return G, start
+    G_ema = (G_ema if G_ema is not None else copy.deepcopy(G)).eval().requires_grad_(False)
+    return Start(G, G_ema, origin, checkpoint, added)
 
 
 def targets(z: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -288,14 +371,25 @@ def learning_rate(cfg: DistillConfig, step: int) -> float:
 def step_latents(cfg: DistillConfig, step: int) -> torch.Tensor:
     """The latents of one training step (seeded by the step, so resumed runs draw the same). The first
     `glasses_boundary_fraction` of them move their glasses coordinate near a cut between two glasses kinds, where
-    the generator has to draw a sharp change that plain N(0, 1) draws rarely show it."""
+    the generator has to draw a sharp change that plain N(0, 1) draws rarely show it. The next
+    `eyeglasses_turned_fraction` wear eyeglasses on a face turned at least `eyeglasses_turned_yaw` from frontal,
+    where thin frames are easiest to lose."""
     rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     z = torch.randn(cfg.batch_size, Z_DIM, generator=rng)
     near = round(cfg.glasses_boundary_fraction * cfg.batch_size)
     if near:
         cuts = torch.tensor(GLASSES_CUTS_Z)[torch.randint(len(GLASSES_CUTS_Z), (near,), generator=rng)]
         z[:near, -1] = cuts + (2 * torch.rand(near, generator=rng) - 1) * cfg.glasses_boundary_width
+    turned = round(cfg.eyeglasses_turned_fraction * cfg.batch_size)
+    if turned:
+        rows = slice(near, near + turned)
+        lo, hi = torch.special.ndtr(torch.tensor(GLASSES_CUTS_Z))  # the eyeglasses interval, as Phi(z)
+        z[rows, -1] = torch.special.ndtri(lo + (hi - lo) * torch.rand(turned, generator=rng))
+        away = cfg.eyeglasses_turned_yaw + (0.5 - cfg.eyeglasses_turned_yaw) * torch.rand(turned, generator=rng)
+        side = torch.randint(2, (turned,), generator=rng) * 2 - 1
+        z[rows, LATENT_NAMES.index("yaw")] = torch.special.ndtri((0.5 + side * away).clamp(1e-6, 1 - 1e-6))
     return z
+
 
 
 def eval_latents(count: int, seed: int = 0) -> torch.Tensor:
@@ -324,8 +418,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     from core.analysis import load_analyzer
 
     torch.manual_seed(cfg.seed)
-    G, start = build_generator(cfg)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    start = build_generator(cfg)
+    G, G_ema = start.G, start.G_ema
     trained = [p for p in G.mapping.parameters() if p.requires_grad]
     opt = torch.optim.Adam([{"params": G.synthesis.parameters()}, {"params": trained}], lr=cfg.lr,
                            betas=(cfg.beta1, cfg.beta2), eps=1e-8)
@@ -333,6 +427,7 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     if cfg.weight_adversarial > 0:
         D = Discriminator(**cfg.discriminator_kwargs()).requires_grad_(False)
         opt_d = discriminator_optimizer(D, cfg.d_lr, cfg.r1_gamma, cfg.r1_interval)
+    start.carry_training_state(cfg, opt, D, opt_d)
     modules, optimizers = {"G": G, "G_ema": G_ema, "D": D}, {"g": opt, "d": opt_d}
     analyzer = load_analyzer(cfg.analyzer).requires_grad_(False).eval() if (
         cfg.uses_analyzer or cfg.eval_images > 0) else None
@@ -394,14 +489,15 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 run.report = evaluator(G_ema)
                 run.log(step, **run.report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                run.save(step, "distill_training", modules, optimizers)
+                run.save(step, "distill_training", modules, optimizers,
+                         images_seen=start.origin["images_seen"] + step * cfg.batch_size)
         bar.close()
         if evaluator is not None and not run.report:  # resumed at its last step: still report
             run.report = evaluator(G_ema)
         if cfg.ship:
             G_ema.mapping.w_avg.copy_(estimate_w_avg(G_ema.mapping))  # training never tracks it
-        run.ship(G_ema, images_seen=start["images_seen"] + run.step * cfg.batch_size, latent=LATENT_NOTE,
-                 **({"started_from": start} if cfg.init_from else {}))
+        run.ship(G_ema, images_seen=start.origin["images_seen"] + run.step * cfg.batch_size, latent=LATENT_NOTE,
+                 **({"started_from": start.origin} if cfg.init_from else {}))
     return run.report
 
 

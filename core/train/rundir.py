@@ -128,8 +128,8 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Inverse of `optimizer_tensors`: restore moments, step counts and hyper-parameters."""
+def saved_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The per-parameter state (moments, step counts) that `optimizer_tensors` split, keyed by parameter index."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -137,7 +137,13 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
             state.setdefault(int(idx), {})[key] = value
     for idx, entries in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(entries)
-    opt.load_state_dict({"state": state, "param_groups": regroup(meta["param_groups"], opt)})
+    return state
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Inverse of `optimizer_tensors`: restore moments, step counts and hyper-parameters."""
+    opt.load_state_dict({"state": saved_optimizer_state(tensors, meta),
+                         "param_groups": regroup(meta["param_groups"], opt)})
 
 
 def regroup(saved: list[dict[str, Any]], opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
