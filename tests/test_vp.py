@@ -137,6 +137,29 @@ def test_vp_evidence_correlation_and_plot():
     assert len(set(baselines[:3])) == 3 and min(np.diff(sorted(baselines[:3]))) >= 13  # stacked, not overprinted
 
 
+def test_an_update_of_vp_vs_dci_rescores_the_generator_and_keeps_the_family_rows(tmp_path, capsys):
+    import json
+
+    from core.metrics.vp import VPPreset
+    from core.reports.vp_vs_dci import collect, kept_family, main
+    family = [dict(space=f"VAE beta{b}", group="beta-VAE family", dims=10, vp=0.9 - 0.02 * b, vp_spread=0.01,
+                   dci_d=0.03) for b in (1, 4)]
+    earlier = tmp_path / "vp_vs_dci.json"
+    earlier.write_text(json.dumps({"preset": "fast", "rows": family + [dict(space="W", group="generator", vp=0.5)]}))
+    assert kept_family(earlier, "fast") == family
+    assert main(["--update", "--preset", "interactive", "--out", str(tmp_path)]) == 2
+    assert "preset 'fast', not 'interactive'" in capsys.readouterr().err
+    assert main(["--update", "--out", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    nice = tmp_path / "nice.json"
+    nice.write_text(json.dumps({"spaces": {"W": {"dci_disentanglement": 0.3}, "NICE": {"dci_disentanglement": 0.4}}}))
+    tiny = VPPreset(pairs=60, test_ratio=0.5, epochs=2, lr=0.003, batch_size=16, runs=1, width=8, resolution=16)
+    rows = collect(tiny, nice, family)
+    assert rows[:2] == family and [r["space"] for r in rows[2:]] == ["W", "NICE"]
+    assert [r["dci_d"] for r in rows[2:]] == [0.3, 0.4] and all(0 <= r["vp"] <= 1 and r["dims"] == 256
+                                                                 for r in rows[2:])
+
+
 def test_the_vp_tab_shows_the_report_card_row_of_a_space(tmp_path):
     import json
 

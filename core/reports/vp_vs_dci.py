@@ -1,12 +1,14 @@
 """Does variation predictability agree with DCI disentanglement? The paper's main claim, checked on our models.
 
-    python -m core.reports.vp_vs_dci [--preset fast] [--out docs/vp]
+    python -m core.reports.vp_vs_dci [--preset fast] [--out docs/vp] [--update]
 
 Spaces: the beta-VAE family (same architecture, beta 0.5 to 8; DCI of the encoder means against the SynthFaces
 ground-truth factors of rendered faces) and the embedded generator's W and NICE codes (DCI read from
 core.reports.nice's report.json: against the exact factors of z for a distilled generator, the analyzer's readings
 otherwise). VP scores come from `vp_score` on each decoder.
-Writes vp_vs_dci.json and vp_vs_dci.svg; prints the table and Spearman rank correlations.
+Writes vp_vs_dci.json and vp_vs_dci.svg; prints the table and Spearman rank correlations. `--update` re-scores only
+the generator's points (after a new generator or NICE) and keeps the beta-VAE family's rows from the report in
+`--out`, which must have used the same preset.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from core.metrics.vp import latent_space, vp_score
+from core.metrics.vp import VPPreset, latent_space, vp_score
 
 FAMILY = ("synthfaces_vae_family_beta0p5", "synthfaces_vae_family_beta1", "synthfaces_vae_family_beta4",
           "synthfaces_vae_family_beta8")
@@ -32,21 +34,34 @@ def vae_dci(name: str, seed: int = 0) -> float:
     return space_dci(encoder_codes(name), SIZES, np.random.default_rng(seed), seed).disentanglement
 
 
-def collect(preset: str = "fast", nice_report_path: str | Path = "docs/nice/report.json") -> list[dict[str, Any]]:
-    """One row per space: name, group, latent dims, VP score and spread, DCI disentanglement."""
-    rows = []
-    for name in FAMILY:
+def collect(preset: str | VPPreset = "fast", nice_report_path: str | Path = "docs/nice/report.json",
+            family: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per space: name, group, latent dims, VP score and spread, DCI disentanglement. `family`: the
+    beta-VAE family's rows of an earlier report with the same preset, kept instead of scored again."""
+    report = json.loads(Path(nice_report_path).read_text())
+    rows = list(family or [])
+    for name in FAMILY if family is None else ():
         space = latent_space(f"vae:{name}")
         vp = vp_score(space.sample_fn, space.dim, preset, space.latent_range)
         rows.append(dict(space=name.replace("synthfaces_vae_family_", "VAE "), group="beta-VAE family", dims=space.dim,
                          vp=vp.score, vp_spread=vp.spread, dci_d=vae_dci(name)))
-    report = json.loads(Path(nice_report_path).read_text())
     for label, name in (("W", "generator-w"), ("NICE", "generator-nice")):
         space = latent_space(name)
         vp = vp_score(space.sample_fn, space.dim, preset, space.latent_range)
         rows.append(dict(space=label, group="generator", dims=space.dim, vp=vp.score, vp_spread=vp.spread,
                          dci_d=report["spaces"][label]["dci_disentanglement"]))
     return rows
+
+
+def kept_family(path: Path, preset: str) -> list[dict[str, Any]]:
+    """The beta-VAE family's rows of the report at `path`, for an update with the same preset."""
+    if not path.is_file():
+        raise ValueError(f"--update keeps the beta-VAE rows of {path}, which does not exist: run without --update")
+    earlier = json.loads(path.read_text())
+    if earlier.get("preset") != preset:
+        raise ValueError(f"{path} used VP preset {earlier.get('preset')!r}, not {preset!r}: an update must keep the "
+                         f"preset, or run without --update to score every space again")
+    return [r for r in earlier["rows"] if r["group"] == "beta-VAE family"]
 
 
 def rank_correlation(rows: list[dict[str, Any]]) -> float:
@@ -99,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="fast")
     p.add_argument("--nice-report", default="docs/nice/report.json", help="written by python -m core.reports.nice")
     p.add_argument("--out", default="docs/vp")
+    p.add_argument("--update", action="store_true",
+                   help="re-score only the generator's W and NICE; keep the beta-VAE rows of <out>/vp_vs_dci.json")
     args = p.parse_args(argv)
     try:
-        rows = collect(args.preset, args.nice_report)
+        family = kept_family(Path(args.out) / "vp_vs_dci.json", args.preset) if args.update else None
+        rows = collect(args.preset, args.nice_report, family)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
