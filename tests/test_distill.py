@@ -245,6 +245,19 @@ def test_the_shipped_example_run_resumes_where_it_stopped(tmp_path):
     assert not torch.equal(resumed["G.mapping.fc0.weight"], tensors["G.mapping.fc0.weight"])  # it trained on
 
 
+def test_the_example_run_with_the_glasses_layer_is_the_shipped_generator(tmp_path):
+    from core.config import load_config
+    cfg = load_config(DistillConfig, ROOT / "configs/distill_synthfaces64.yaml",
+                      {"runs_dir": str(tmp_path), "quantize_glasses": True,
+                       "init_from": str(ROOT / "examples/runs/distill_synthfaces64")})
+    start = build_generator(cfg)
+    assert start.origin["step"] == 30_000 and start.origin["images_seen"] == 480_000  # counted from its steps
+    z = torch.randn(8, Z_DIM, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(start.G_ema(z, noise_mode="const"),
+                           Generator.from_pretrained("synthfaces_stylegan3").eval()(z, noise_mode="const"))
+
+
 def test_the_learning_rate_schedule_holds_then_decays_and_a_resume_can_change_it(tmp_path):
     """The rate comes from the config at every step, so a resumed run follows a newly set schedule instead of the
     rate stored with the optimizer in its checkpoint."""
@@ -502,7 +515,7 @@ def test_a_run_directory_start_carries_the_ema_copy_discriminator_and_optimizer_
     train_distill(base, progress=False)
     tensors, meta = RunDir(tmp_path / "base").latest()
     cfg = tiny(tmp_path, "on", steps=2, checkpoint_every=2, quantize_glasses=True, init_from=str(tmp_path / "base"),
-               ship=True, ship_to=str(tmp_path / "ship" / "on"), **adversarial)
+               ship=True, ship_to=str(tmp_path / "ship" / "on"), d_lr=0.0005, **adversarial)
     start = build_generator(cfg)
     assert start.origin == {"init_from": str(tmp_path / "base"), "step": 4, "images_seen": 4 * 8}
     assert start.added_layers == 1 and start.G_ema.mapping.num_layers == 3 and not start.G_ema.training
@@ -518,18 +531,31 @@ def test_a_run_directory_start_carries_the_ema_copy_discriminator_and_optimizer_
     start.carry_training_state(cfg, opt, D, opt_d)
     for k, v in D.state_dict().items():
         assert torch.equal(v, tensors[f"D.{k}"]), k
-    assert opt_d.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    saved_d = saved_optimizer_state({k[2:]: v for k, v in tensors.items() if k.startswith("d_")}, meta["d_optimizer"])
+    assert saved_d and all(torch.equal(opt_d.state_dict()["state"][i]["exp_avg_sq"], saved_d[i]["exp_avg_sq"])
+                           for i in saved_d)
+    fresh_d = discriminator_optimizer(Discriminator(**cfg.discriminator_kwargs()), cfg.d_lr, cfg.r1_gamma,
+                                      cfg.r1_interval)
+    assert opt_d.param_groups[0]["lr"] == fresh_d.param_groups[0]["lr"] < base.d_lr  # the rate of this config
     saved = saved_optimizer_state({k[2:]: v for k, v in tensors.items() if k.startswith("g_")}, meta["g_optimizer"])
     synthesis = len(list(start.G.synthesis.parameters()))
     state = opt.state_dict()["state"]
     assert all(torch.equal(state[i]["exp_avg"], saved[i]["exp_avg"]) for i in range(synthesis))
     # old mapping fc0 (folded into the new fc1) starts afresh; old fc1 is the new fc2, two places on
     assert synthesis not in state and synthesis + 1 not in state
-    assert torch.equal(state[synthesis + 2]["exp_avg_sq"], saved[synthesis + 2]["exp_avg_sq"])
+    for i in (synthesis + 2, synthesis + 3):
+        assert torch.equal(state[i]["exp_avg_sq"], saved[i]["exp_avg_sq"]) and torch.equal(state[i]["step"],
+                                                                                               saved[i]["step"])
     train_distill(cfg, progress=False)
     notes = json.loads((tmp_path / "ship" / "on.json").read_text())
     assert notes["started_from"]["step"] == 4 and notes["images_seen"] == 4 * 8 + 2 * 8
     assert RunDir(tmp_path / "on").latest()[1]["images_seen"] == 4 * 8 + 2 * 8
+    import shutil
+    shutil.rmtree(tmp_path / "base")  # a resume reads its own checkpoint and origin, not the start again
+    train_distill(tiny(tmp_path, "on", steps=4, checkpoint_every=2, quantize_glasses=True,
+                       init_from=str(tmp_path / "base"), d_lr=0.0005, **adversarial), resume=True, progress=False)
+    latest = RunDir(tmp_path / "on").latest()[1]
+    assert latest["step"] == 4 and latest["images_seen"] == 4 * 8 + 4 * 8 and latest["started_from"]["step"] == 4
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ValueError, match="without a complete distillation checkpoint"):
         build_generator(tiny(tmp_path, "x", init_from=str(tmp_path / "empty")))
@@ -576,6 +602,11 @@ def test_a_quantized_run_starts_from_a_trained_generator_and_never_trains_the_bu
     wider = tiny(tmp_path, "wider", w_dim=64, channel_max=32, init_from=str(tmp_path / "ship" / "base"))
     with pytest.raises(ValueError, match="cannot continue"):
         build_generator(wider)
+    again = build_generator(tiny(tmp_path, "again", w_dim=64, quantize_glasses=True,
+                                 init_from=str(tmp_path / "ship" / "built")))
+    assert again.added_layers == 0 and again.G.mapping.num_layers == G.mapping.num_layers  # never a second layer
+    with pytest.raises(ValueError, match="continue it with quantize_glasses=true"):
+        build_generator(tiny(tmp_path, "plain", w_dim=64, init_from=str(tmp_path / "ship" / "built")))
 
 
 def test_the_mapping_rate_scale_moves_only_the_mapping_network_faster(tmp_path):

@@ -151,6 +151,10 @@ def test_an_update_of_vp_vs_dci_rescores_the_generator_and_keeps_the_family_rows
     assert "preset 'fast', not 'interactive'" in capsys.readouterr().err
     assert main(["--update", "--out", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "vp_vs_dci.json").write_text(json.dumps({"preset": "fast", "rows": []}))
+    assert main(["--update", "--out", str(tmp_path / "empty")]) == 2
+    assert "no beta-VAE family rows" in capsys.readouterr().err
     nice = tmp_path / "nice.json"
     nice.write_text(json.dumps({"spaces": {"W": {"dci_disentanglement": 0.3}, "NICE": {"dci_disentanglement": 0.4}}}))
     tiny = VPPreset(pairs=60, test_ratio=0.5, epochs=2, lr=0.003, batch_size=16, runs=1, width=8, resolution=16)

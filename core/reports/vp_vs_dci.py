@@ -61,7 +61,10 @@ def kept_family(path: Path, preset: str) -> list[dict[str, Any]]:
     if earlier.get("preset") != preset:
         raise ValueError(f"{path} used VP preset {earlier.get('preset')!r}, not {preset!r}: an update must keep the "
                          f"preset, or run without --update to score every space again")
-    return [r for r in earlier["rows"] if r["group"] == "beta-VAE family"]
+    family = [r for r in earlier.get("rows", []) if r.get("group") == "beta-VAE family"]
+    if not family:
+        raise ValueError(f"{path} holds no beta-VAE family rows to keep: run without --update")
+    return family
 
 
 def rank_correlation(rows: list[dict[str, Any]]) -> float:

@@ -24,6 +24,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -43,7 +44,7 @@ from core.synthfaces.latent import GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, LATENT_NAM
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
 from core.train.gan import discriminator_losses, discriminator_optimizer
-from core.train.rundir import RunConfig, RunDir, TrainingRun, load_optimizer_tensors, saved_optimizer_state
+from core.train.rundir import RunConfig, RunDir, TrainingRun, saved_optimizer_state
 
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
 NUM_FEATURE_LANDMARKS = LANDMARK_NAMES.index("lower_lip") + 1  # eyes, pupils, nose tip and mouth: not the jaw
@@ -136,8 +137,8 @@ class DistillConfig(RunConfig):
         if not 0 <= self.glasses_boundary_fraction <= 1 or self.glasses_boundary_width <= 0:
             raise ValueError(f"glasses_boundary_fraction must be in [0, 1] and glasses_boundary_width > 0, got "
                              f"{self.glasses_boundary_fraction} and {self.glasses_boundary_width}")
-        if not 0 <= self.eyeglasses_turned_fraction <= 1 - self.glasses_boundary_fraction or not (
-                0 < self.eyeglasses_turned_yaw < 0.5):
+        if not (0 <= self.eyeglasses_turned_fraction and self.eyeglasses_turned_fraction
+                + self.glasses_boundary_fraction <= 1 + 1e-9 and 0 < self.eyeglasses_turned_yaw < 0.5):
             raise ValueError(f"eyeglasses_turned_fraction must be in [0, 1 - glasses_boundary_fraction] and "
                              f"eyeglasses_turned_yaw in (0, 0.5), got {self.eyeglasses_turned_fraction} and "
                              f"{self.eyeglasses_turned_yaw}")
@@ -204,8 +205,9 @@ class Start:
                 raise ValueError(f"init_from {cfg.init_from!r} trained a discriminator built with "
                                  f"{run_cfg.discriminator_kwargs()}; this config builds {cfg.discriminator_kwargs()}")
             D.load_state_dict(_part(tensors, "D."))
-            if "d_optimizer" in meta:
-                load_optimizer_tensors(opt_d, _part(tensors, "d_"), meta["d_optimizer"])
+            if "d_optimizer" in meta:  # the moments as they were; the rate and betas from this config
+                opt_d.load_state_dict({"state": saved_optimizer_state(_part(tensors, "d_"), meta["d_optimizer"]),
+                                       "param_groups": opt_d.state_dict()["param_groups"]})
         old = _optimized_names(Generator(**run_cfg.generator_kwargs()), run_cfg.quantize_glasses)
         new = {name: i for i, name in enumerate(_optimized_names(self.G, cfg.quantize_glasses))}
         saved = saved_optimizer_state(_part(tensors, "g_"), meta["g_optimizer"])
@@ -215,6 +217,7 @@ class Start:
             if moved in new and i in saved:
                 state[new[moved]] = saved[i]
         opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+        self.checkpoint = None  # handed on: let the source's tensors go
 
 
 def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -236,12 +239,18 @@ def _moved(name: str, added_layers: int) -> str | None:
     return None if layer == "0" else f"mapping.fc{int(layer) + added_layers}.{rest}"
 
 
-def build_generator(cfg: DistillConfig) -> Start:
+def build_generator(cfg: DistillConfig, resumed: dict[str, Any] | None = None) -> Start:
     """What a run starts from: `init_from` (a generator checkpoint, or a distillation run directory whose newest
     checkpoint also carries the EMA copy, the discriminator and the optimizers) or a fresh generator; given the
-    built glasses layer when the config asks for it and the start lacks it."""
+    built glasses layer when the config asks for it and the start lacks it. `resumed` is the metadata of the run's
+    own newest checkpoint when it resumes: the run then rebuilds its own architecture for the checkpoint to fill and
+    keeps the origin recorded there, without reading `init_from` again (it may have moved on, or be gone)."""
+    if resumed is not None and (not cfg.init_from or "started_from" in resumed):
+        return _ready(cfg, Generator(**cfg.generator_kwargs()), None,
+                      resumed.get("started_from", {"images_seen": 0}))
     origin: dict[str, Any] = {"images_seen": 0}
     G_ema = checkpoint = None
+    source_quantized = False
     if cfg.init_from and RunDir(cfg.init_from).checkpoints.is_dir():
         checkpoint = RunDir(cfg.init_from).latest()
         if checkpoint is None or checkpoint[1].get("kind") != "distill_training":
@@ -254,21 +263,31 @@ def build_generator(cfg: DistillConfig) -> Start:
         G_ema.load_state_dict(_part(tensors, "G_ema."))
         origin = {"init_from": str(cfg.init_from), "step": meta["step"],
                   "images_seen": int(meta.get("images_seen", meta["step"] * run_cfg.batch_size))}
+        source_quantized = run_cfg.quantize_glasses
     elif cfg.init_from:
         G, config = load_pretrained(cfg.init_from, kind=Generator.kind)
         origin = {"init_from": str(cfg.init_from), "step": config.get("step"),
                   "images_seen": int(config.get("images_seen") or 0)}
+        source_quantized = bool(config.get("trained_with", {}).get("quantize_glasses", False))
     else:
         G = Generator(**cfg.generator_kwargs(False))
-    if cfg.init_from:
-        allowed = [Generator(**cfg.generator_kwargs(q)).init_kwargs for q in {False, cfg.quantize_glasses}]
-        if G.init_kwargs not in allowed:
-            raise ValueError(f"init_from {cfg.init_from!r} was built with {G.init_kwargs}, which this config "
-                             f"cannot continue: it builds {allowed[-1]}")
-    added = int(cfg.quantize_glasses and G.mapping.num_layers == cfg.mapping_layers)
+    if source_quantized and not cfg.quantize_glasses:
+        raise ValueError(f"init_from {cfg.init_from!r} has the built glasses layer in front of its mapping network; "
+                         f"continue it with quantize_glasses=true")
+    expected = Generator(**cfg.generator_kwargs(source_quantized)).init_kwargs
+    if G.init_kwargs != expected:
+        raise ValueError(f"init_from {cfg.init_from!r} was built with {G.init_kwargs}, which this config cannot "
+                         f"continue: it builds {expected}")
+    added = int(cfg.quantize_glasses and not source_quantized)
     if added:
         G = quantize_glasses(G)
         G_ema = quantize_glasses(G_ema) if G_ema is not None else None
+    return _ready(cfg, G, G_ema, origin, checkpoint, added)
+
+
+def _ready(cfg: DistillConfig, G: Generator, G_ema: Generator | None, origin: dict[str, Any],
+           checkpoint: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None, added: int = 0) -> Start:
+    """G in training mode with the built glasses layer frozen, and its EMA copy (G's, unless given) in eval mode."""
     G.train().requires_grad_(True)
     if cfg.quantize_glasses:
         G.mapping.fc0.requires_grad_(False)  # built, not trained
@@ -380,7 +399,7 @@ def step_latents(cfg: DistillConfig, step: int) -> torch.Tensor:
     if near:
         cuts = torch.tensor(GLASSES_CUTS_Z)[torch.randint(len(GLASSES_CUTS_Z), (near,), generator=rng)]
         z[:near, -1] = cuts + (2 * torch.rand(near, generator=rng) - 1) * cfg.glasses_boundary_width
-    turned = round(cfg.eyeglasses_turned_fraction * cfg.batch_size)
+    turned = min(round(cfg.eyeglasses_turned_fraction * cfg.batch_size), cfg.batch_size - near)
     if turned:
         rows = slice(near, near + turned)
         lo, hi = torch.special.ndtr(torch.tensor(GLASSES_CUTS_Z))  # the eyeglasses interval, as Phi(z)
@@ -418,7 +437,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
     from core.analysis import load_analyzer
 
     torch.manual_seed(cfg.seed)
-    start = build_generator(cfg)
+    own = RunDir(Path(cfg.runs_dir) / cfg.name).latest() if resume else None
+    start = build_generator(cfg, own[1] if own else None)
     G, G_ema = start.G, start.G_ema
     trained = [p for p in G.mapping.parameters() if p.requires_grad]
     opt = torch.optim.Adam([{"params": G.synthesis.parameters()}, {"params": trained}], lr=cfg.lr,
@@ -479,7 +499,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             if step % cfg.log_every == 0:
                 rate = (step - t0_step) * cfg.batch_size / (time.time() - t0)
                 run.log(step, loss=loss.item(), **{k: v.item() for k, v in {**losses, **d_scalars}.items()},
-                        lr=opt.param_groups[0]["lr"], images_per_s=rate, images_seen=step * cfg.batch_size)
+                        lr=opt.param_groups[0]["lr"], images_per_s=rate,
+                        images_seen=start.origin["images_seen"] + step * cfg.batch_size)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.sample_every == 0 or step == cfg.steps:
                 with torch.no_grad():
@@ -490,7 +511,8 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 run.log(step, **run.report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 run.save(step, "distill_training", modules, optimizers,
-                         images_seen=start.origin["images_seen"] + step * cfg.batch_size)
+                         images_seen=start.origin["images_seen"] + step * cfg.batch_size,
+                         **({"started_from": start.origin} if cfg.init_from else {}))
         bar.close()
         if evaluator is not None and not run.report:  # resumed at its last step: still report
             run.report = evaluator(G_ema)
