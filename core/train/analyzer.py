@@ -27,7 +27,7 @@ from core.checkpoints import check_state_dict, load_checkpoint
 from core.config import from_dict
 from core.synthfaces.dataset import SynthFacesDataset
 from core.synthfaces.factors import BINARY_FACTORS, FACTOR_NAMES
-from core.train.rundir import RunConfig, TrainingRun
+from core.train.rundir import RunConfig, TrainingRun, part
 
 VAL_FIRST_IDENTITY = 1_000_000
 VAL_SEED = 999  # one held-out set for every run, so reports compare across configs
@@ -191,5 +191,5 @@ def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tupl
     """The trained analyzer of an analyzer-training checkpoint."""
     cfg = from_dict(AnalyzerConfig, meta["config"])
     model = FaceAnalyzer(cfg.resolution, cfg.width, cfg.embed_dim, cfg.hidden, cfg.landmark_stride)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(part(tensors, "model."))
     return "analyzer", model.eval()

@@ -44,7 +44,7 @@ from core.synthfaces.latent import GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, LATENT_NAM
 from core.synthfaces.render import LANDMARK_NAMES, render
 from core.train.ema import update_ema
 from core.train.gan import discriminator_losses, discriminator_optimizer
-from core.train.rundir import RunConfig, RunDir, TrainingRun, saved_optimizer_state
+from core.train.rundir import RunConfig, RunDir, TrainingRun, part, saved_optimizer_state
 
 EVAL_SEED = 777_777  # held-out latents: a stream no training step draws from
 NUM_FEATURE_LANDMARKS = LANDMARK_NAMES.index("lower_lip") + 1  # eyes, pupils, nose tip and mouth: not the jaw
@@ -191,6 +191,10 @@ class Start:
     checkpoint: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     added_layers: int = 0  # mapping layers put in front of the start's (the glasses layer): 0 or 1
 
+    def images_seen(self, step: int, batch_size: int) -> int:
+        """Images the generator has learned from after `step` steps of this run, its start's included."""
+        return self.origin["images_seen"] + step * batch_size
+
     def carry_training_state(self, cfg: DistillConfig, opt: torch.optim.Optimizer, D: Discriminator | None,
                              opt_d: torch.optim.Optimizer | None) -> None:
         """From a run directory: the discriminator and its optimizer as they were, and G's Adam moments for every
@@ -204,13 +208,13 @@ class Start:
             if run_cfg.discriminator_kwargs() != cfg.discriminator_kwargs():
                 raise ValueError(f"init_from {cfg.init_from!r} trained a discriminator built with "
                                  f"{run_cfg.discriminator_kwargs()}; this config builds {cfg.discriminator_kwargs()}")
-            D.load_state_dict(_part(tensors, "D."))
+            D.load_state_dict(part(tensors, "D."))
             if "d_optimizer" in meta:  # the moments as they were; the rate and betas from this config
-                opt_d.load_state_dict({"state": saved_optimizer_state(_part(tensors, "d_"), meta["d_optimizer"]),
+                opt_d.load_state_dict({"state": saved_optimizer_state(part(tensors, "d_"), meta["d_optimizer"]),
                                        "param_groups": opt_d.state_dict()["param_groups"]})
         old = _optimized_names(Generator(**run_cfg.generator_kwargs()), run_cfg.quantize_glasses)
         new = {name: i for i, name in enumerate(_optimized_names(self.G, cfg.quantize_glasses))}
-        saved = saved_optimizer_state(_part(tensors, "g_"), meta["g_optimizer"])
+        saved = saved_optimizer_state(part(tensors, "g_"), meta["g_optimizer"])
         state = {}
         for i, name in enumerate(old):
             moved = _moved(name, self.added_layers)
@@ -218,10 +222,6 @@ class Start:
                 state[new[moved]] = saved[i]
         opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
         self.checkpoint = None  # handed on: let the source's tensors go
-
-
-def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _optimized_names(G: Generator, quantized: bool) -> list[str]:
@@ -259,8 +259,8 @@ def build_generator(cfg: DistillConfig, resumed: dict[str, Any] | None = None) -
         tensors, meta = checkpoint
         run_cfg = from_dict(DistillConfig, meta["config"])
         G, G_ema = (Generator(**run_cfg.generator_kwargs()) for _ in range(2))
-        G.load_state_dict(_part(tensors, "G."))
-        G_ema.load_state_dict(_part(tensors, "G_ema."))
+        G.load_state_dict(part(tensors, "G."))
+        G_ema.load_state_dict(part(tensors, "G_ema."))
         origin = {"init_from": str(cfg.init_from), "step": meta["step"],
                   "images_seen": int(meta.get("images_seen", meta["step"] * run_cfg.batch_size))}
         source_quantized = run_cfg.quantize_glasses
@@ -500,7 +500,7 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 rate = (step - t0_step) * cfg.batch_size / (time.time() - t0)
                 run.log(step, loss=loss.item(), **{k: v.item() for k, v in {**losses, **d_scalars}.items()},
                         lr=opt.param_groups[0]["lr"], images_per_s=rate,
-                        images_seen=start.origin["images_seen"] + step * cfg.batch_size)
+                        images_seen=start.images_seen(step, cfg.batch_size))
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.sample_every == 0 or step == cfg.steps:
                 with torch.no_grad():
@@ -511,14 +511,14 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
                 run.log(step, **run.report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 run.save(step, "distill_training", modules, optimizers,
-                         images_seen=start.origin["images_seen"] + step * cfg.batch_size,
+                         images_seen=start.images_seen(step, cfg.batch_size),
                          **({"started_from": start.origin} if cfg.init_from else {}))
         bar.close()
         if evaluator is not None and not run.report:  # resumed at its last step: still report
             run.report = evaluator(G_ema)
         if cfg.ship:
             G_ema.mapping.w_avg.copy_(estimate_w_avg(G_ema.mapping))  # training never tracks it
-        run.ship(G_ema, images_seen=start.origin["images_seen"] + run.step * cfg.batch_size, latent=LATENT_NOTE,
+        run.ship(G_ema, images_seen=start.images_seen(run.step, cfg.batch_size), latent=LATENT_NOTE,
                  **({"started_from": start.origin} if cfg.init_from else {}))
     return run.report
 
@@ -526,6 +526,6 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
 def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, Generator]:
     """The deployable generator (the EMA copy) of a distillation checkpoint, with its W average estimated."""
     G = Generator(**from_dict(DistillConfig, meta["config"]).generator_kwargs())
-    G.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")})
+    G.load_state_dict(part(tensors, "G_ema."))
     G.mapping.w_avg.copy_(estimate_w_avg(G.mapping))
     return "generator", G.eval()

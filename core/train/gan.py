@@ -34,7 +34,7 @@ from core.stylegan3.networks import Generator
 from core.stylegan3.ops import upfirdn2d
 from core.synthfaces.render import render_faces
 from core.train.ema import update_ema
-from core.train.rundir import RunConfig, TrainingRun
+from core.train.rundir import RunConfig, TrainingRun, part
 
 PRECISIONS = ("no", "bf16")
 EVAL_FIRST_IDENTITY = 3_000_000  # the second real set of the real/real FD baseline uses unseen identities
@@ -314,7 +314,7 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
 def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[str, Generator]:
     """The deployable generator (the EMA copy) of a GAN checkpoint."""
     cfg = from_dict(GanConfig, meta["config"])
-    ema = {k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")}
+    ema = part(tensors, "G_ema.")
     kwargs = read_config(cfg.init_from)[1]["init_kwargs"] if cfg.init_from else cfg.generator_kwargs()
     G = Generator(**kwargs)
     G.load_state_dict(ema)

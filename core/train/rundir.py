@@ -128,6 +128,12 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+def part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with `prefix`, named without it: one module's or optimizer's share of a
+    checkpoint that `pack_state` wrote."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def saved_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """The per-parameter state (moments, step counts) that `optimizer_tensors` split, keyed by parameter index."""
     state: dict[int, dict[str, Any]] = {}
@@ -185,13 +191,12 @@ def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
     checkpoint and then keep their initial state; any other absent name is an error."""
     joining = set(joining)
     for name, m in modules.items():
-        own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        own = part(tensors, f"{name}.")
         if m is not None and (own or name not in joining):
             m.load_state_dict(own)
     for name, opt in optimizers.items():
         if opt is not None and (f"{name}_optimizer" in meta or name not in joining):
-            own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "_optim.")}
-            load_optimizer_tensors(opt, own, meta[f"{name}_optimizer"])
+            load_optimizer_tensors(opt, part(tensors, f"{name}_"), meta[f"{name}_optimizer"])
 
 
 POSITIVE = ("steps", "epochs", "batch_size", "resolution", "disc_steps", "mbstd_group")  # and *_every, *_interval, *lr

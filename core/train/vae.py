@@ -20,7 +20,7 @@ from core.config import from_dict
 from core.imaging import save_grid
 from core.metrics.ssim import ssim
 from core.synthfaces.dataset import SynthFacesDataset
-from core.train.rundir import RunConfig, TrainingRun
+from core.train.rundir import RunConfig, TrainingRun, part
 from core.vae import SIDE, VAE, vae_loss
 
 VAL_FIRST_IDENTITY = 2_000_000
@@ -125,5 +125,5 @@ def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tupl
     """The trained VAE of a VAE-training checkpoint."""
     cfg = from_dict(VaeConfig, meta["config"])
     model = VAE(cfg.dim_z, cfg.architecture, cfg.width, cfg.variational)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(part(tensors, "model."))
     return "vae", model.eval()
