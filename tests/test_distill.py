@@ -245,17 +245,28 @@ def test_the_shipped_example_run_resumes_where_it_stopped(tmp_path):
     assert not torch.equal(resumed["G.mapping.fc0.weight"], tensors["G.mapping.fc0.weight"])  # it trained on
 
 
-def test_the_example_run_with_the_glasses_layer_is_the_shipped_generator(tmp_path):
+def test_the_shipped_generator_is_the_example_run_with_the_glasses_layer_fine_tuned(tmp_path):
+    """The shipped generator descends from the example run: its config names the run's step and images, its built
+    glasses layer is the one `init_from` the run builds, bit for bit (that layer never trains), and the trained
+    layers moved a little in the fine-tune, so it draws nearly, not exactly, the run's faces."""
+    from core.checkpoints import load_pretrained
     from core.config import load_config
     cfg = load_config(DistillConfig, ROOT / "configs/distill_synthfaces64.yaml",
                       {"runs_dir": str(tmp_path), "quantize_glasses": True,
                        "init_from": str(ROOT / "examples/runs/distill_synthfaces64")})
     start = build_generator(cfg)
     assert start.origin["step"] == 30_000 and start.origin["images_seen"] == 480_000  # counted from its steps
+    shipped, config = load_pretrained("synthfaces_stylegan3", kind=Generator.kind)
+    assert config["started_from"] == {"init_from": "examples/runs/distill_synthfaces64", "step": 30_000,
+                                      "images_seen": 480_000}
+    assert config["images_seen"] == 480_000 + config["step"] * config["trained_with"]["batch_size"]
+    built, trained = dict(start.G_ema.mapping.named_parameters()), dict(shipped.mapping.named_parameters())
+    assert all(torch.equal(built[n], trained[n]) for n in ("fc0.weight", "fc0.bias"))
+    assert not torch.equal(built["fc1.weight"], trained["fc1.weight"])
     z = torch.randn(8, Z_DIM, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        assert torch.equal(start.G_ema(z, noise_mode="const"),
-                           Generator.from_pretrained("synthfaces_stylegan3").eval()(z, noise_mode="const"))
+        moved = (start.G_ema(z, noise_mode="const") - shipped.eval()(z, noise_mode="const")).abs().mean()
+    assert 0 < moved < 0.02  # images in [-1, 1]: the fine-tune moved pixels by about 0.004
 
 
 def test_the_learning_rate_schedule_holds_then_decays_and_a_resume_can_change_it(tmp_path):
