@@ -353,7 +353,7 @@ def test_the_feature_term_counts_errors_on_the_eyes_and_mouth_not_the_background
 
 
 def test_the_first_cutoff_and_stopband_come_from_the_config_and_survive_the_export(tmp_path):
-    """The long run's generator starts at a higher cutoff than StyleGAN3's default (README, pilots at step 10,500):
+    """The long run's generator starts at a higher cutoff than StyleGAN3's default (lab notebook, step 10,500):
     the config sets it, a checkpoint records it, and the exported generator is rebuilt with it."""
     from core.train.distill import export_model
     default, raised = tiny(tmp_path, "default"), tiny(tmp_path, "raised", steps=2, first_cutoff=6, first_stopband=6.43,
