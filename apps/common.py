@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator, Optional
 import gradio as gr
 import numpy as np
 
+from core.config import short
+
 ENV = {"models": "LATENT_LAB_MODELS", "device": "LATENT_LAB_DEVICE", "runs": "LATENT_LAB_RUNS"}
 MAX_SEED = 2 ** 32 - 1
 MAX_FILE_SIZE = "10mb"  # uploads above this are refused by Gradio before they are processed
@@ -111,21 +113,33 @@ def load_errors() -> tuple[type[BaseException], ...]:
     return HubError, CheckpointError, ValueError, OSError, KeyError
 
 
-def unavailable(title: str, models: str, error: BaseException, needs: str = "") -> gr.Blocks:
-    """The page shown in place of one whose models cannot be loaded: what failed and what it needs."""
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def public_message(error: BaseException | str) -> str:
+    """An error as a visitor may read it: one line, without the server's file system (paths inside the project
+    are shown relative to it, the home and temporary folders by name)."""
+    from core.config import one_line
+    text = one_line(error) if isinstance(error, BaseException) else str(error)
+    for folder, shown in ((PROJECT, ""), (Path(tempfile.gettempdir()), "<tmp>/"), (Path.home(), "~/")):
+        text = text.replace(f"{folder}/", shown).replace(str(folder), shown.rstrip("/") or ".")
+    return text
+
+
+def unavailable(title: str, models: str, error: BaseException) -> gr.Blocks:
+    """The page shown in place of one whose models cannot be loaded: what failed (for a missing role: which one,
+    and the command that builds it)."""
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"## {title}\n**Not available for model set `{models}`:** {error}"
-                    + (f"\n\n{needs}" if needs else ""))
+        gr.Markdown(f"## {title}\n**Not available for model set `{models[:80]}`:** {public_message(error)}")
     return demo
 
 
-def page_or_note(page: Callable[[str, str], gr.Blocks], title: str, models: str, device: str,
-                 needs: str = "") -> gr.Blocks:
+def page_or_note(page: Callable[[str, str], gr.Blocks], title: str, models: str, device: str) -> gr.Blocks:
     """`page(models, device)`, or the note saying why its models cannot be loaded."""
     try:
         return page(models, device)
     except load_errors() as e:
-        return unavailable(title, models, e, needs)
+        return unavailable(title, models, e)
 
 
 def serve(page: Callable[[str, str], gr.Blocks], title: str, port: int, argv: Optional[list[str]] = None) -> None:
@@ -134,6 +148,17 @@ def serve(page: Callable[[str, str], gr.Blocks], title: str, port: int, argv: Op
     demo = page_or_note(page, title, args.models, resolve_device(args.device))
     demo.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port,
                                                    max_file_size=MAX_FILE_SIZE)
+
+
+# Gradio concurrency groups, sized for a 2-core CPU: slider edits (about 30 ms each) keep two slots of their own,
+# so they never wait behind the heavy calls (a mix, a projection, a sweep video: up to seconds), which run one at a
+# time in theirs; the VAE lab has its own. VP jobs are limited by JobSlots instead (one per session, two in all).
+GROUPS = {"edit": 2, "heavy": 1, "vae": 1}
+
+
+def group(name: str) -> dict[str, Any]:
+    """The event keywords that put a handler in a concurrency group (`.click(fn, ..., **group("edit"))`)."""
+    return {"concurrency_id": name, "concurrency_limit": GROUPS[name]}
 
 
 class JobSlots:
@@ -169,13 +194,13 @@ def as_number(value: Any, field: str, lo: float, hi: float, whole: bool = False)
     """`value` as a finite number in [lo, hi] (a whole one if asked), or a gr.Error that names the field."""
     kind = "a whole number" if whole else "a number"
     if isinstance(value, bool) or value is None:
-        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {short(value)}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {value!r}") from None
+        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {short(value)}") from None
     if not math.isfinite(number) or not lo <= number <= hi or (whole and number != int(number)):
-        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+        raise gr.Error(f"{field} must be {kind} from {lo:g} to {hi:g}, got {short(value)}")
     return int(number) if whole else number
 
 
@@ -216,7 +241,7 @@ def parse_seeds(text: Any, what: str, most: int) -> list[int]:
         raise gr.Error(f"{what}: give one to {most} seeds, e.g. 1, 2, 3")
     if len(parts) > most:
         raise gr.Error(f"{what}: at most {most} seeds, got {len(parts)}")
-    return [int(as_number(p, f"{what}: {p!r}", 0, MAX_SEED, whole=True)) for p in parts]
+    return [int(as_number(p, f"{what}: {short(p, 30)}", 0, MAX_SEED, whole=True)) for p in parts]
 
 
 def native_array(image: Any) -> np.ndarray:

@@ -16,15 +16,15 @@ import gradio as gr
 import numpy as np
 import torch
 
-from apps.common import (Number, Slider, as_number, check_seed_psi, forget_session, gpu, parse_seeds, serve,
-                         session_file, to_array)
+from apps.common import (Number, Slider, as_number, check_seed_psi, forget_session, gpu, group,
+                         parse_seeds, public_message, serve, session_file, to_array)
 from core.exports import save_video, zip_images
 from core.imaging import save_grid
 from core.mixing import FaceInputError, FaceMixer, RealPhotoError
+from core.models import load_models
 
 TITLE = "Face mixing"
-NEEDS = ("Face mixing needs a generator, an analyzer and a trained NICE for that generator "
-         "(`train-disentanglement`).")
+ROLES, OPTIONAL = FaceMixer.ROLES, FaceMixer.OPTIONAL
 MAX_SET = 8  # faces per side of the grid
 PROJECTION_STEPS = 60  # the analyzer similarity to the upload is about 0.95 to 0.99 by then
 
@@ -45,7 +45,7 @@ class MixingPage:
         try:
             digest = hashlib.sha1(Path(upload).read_bytes()).hexdigest()
         except OSError as e:
-            raise gr.Error(f"{label}: the upload could not be read ({e})") from None
+            raise gr.Error(f"{label}: the upload could not be read ({public_message(e)})") from None
         if digest not in self._projected:
             try:
                 image = self.mixer.photo(upload)
@@ -57,7 +57,7 @@ class MixingPage:
             except RealPhotoError:
                 raise
             except FaceInputError as e:
-                raise gr.Error(f"{label}: {e}") from None
+                raise gr.Error(f"{label}: {public_message(e)}") from None
             self._projected[digest] = (result.w, result.identity_similarity)
         w, sim = self._projected[digest]
         return w, f"{label}: upload, projected (similarity to the picture {sim:.2f})"
@@ -159,7 +159,7 @@ def build(mixer: FaceMixer) -> gr.Blocks:
                                height=256)
         scores = gr.Markdown(elem_id="mix-scores")
         faces = [seed_a, upload_a, seed_b, upload_b, psi]
-        go.click(mix, faces, [img_a, img_b, img_mix, scores], api_name="mix")
+        go.click(mix, faces, [img_a, img_b, img_mix, scores], api_name="mix", **group("heavy"))
         with gr.Accordion("Grid: identities (rows) x attribute donors (columns)", open=False):
             with gr.Row():
                 id_seeds = gr.Textbox(value="1, 3, 5", label=f"identity seeds (up to {MAX_SET})")
@@ -168,7 +168,8 @@ def build(mixer: FaceMixer) -> gr.Blocks:
             gallery = gr.Gallery(label="grid", columns=4, height=720, object_fit="contain")
             with gr.Row():
                 grid_png, grid_zip = gr.File(label="the grid as one PNG"), gr.File(label="every image (zip)")
-            grid_go.click(grid, [id_seeds, attr_seeds, psi], [gallery, grid_png, grid_zip], api_name="grid")
+            grid_go.click(grid, [id_seeds, attr_seeds, psi], [gallery, grid_png, grid_zip], api_name="grid",
+                          **group("heavy"))
         with gr.Accordion("Interpolation strips: A to B, one part at a time", open=False):
             with gr.Row():
                 steps = Slider(3, 12, value=7, step=1, label="steps")
@@ -177,15 +178,16 @@ def build(mixer: FaceMixer) -> gr.Blocks:
             strip_attr = gr.Gallery(label="attributes move A -> B (A's identity kept)", columns=7, height=230)
             with gr.Row():
                 gif_id, gif_attr = gr.File(label="identity strip (GIF)"), gr.File(label="attribute strip (GIF)")
-            strip_go.click(strips, [*faces, steps], [strip_id, strip_attr, gif_id, gif_attr], api_name="strips")
-        demo.load(mix, faces, [img_a, img_b, img_mix, scores])
+            strip_go.click(strips, [*faces, steps], [strip_id, strip_attr, gif_id, gif_attr], api_name="strips",
+                           **group("heavy"))
+        demo.load(mix, faces, [img_a, img_b, img_mix, scores], **group("heavy"))
         demo.unload(forget_session)
     return demo
 
 
 def page(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
     """The face mixing page for a model set (raises when its models cannot be loaded; see apps.common)."""
-    return build(FaceMixer.load(models, device))
+    return build(FaceMixer.from_models(load_models(models, ROLES, OPTIONAL, device)))
 
 
 if __name__ == "__main__":

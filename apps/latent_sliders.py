@@ -14,11 +14,13 @@ import gradio as gr
 import numpy as np
 
 from apps.common import (MAX_SEED, Number, Slider, as_number, check_seed_psi, face_html, forget_session, gpu,
-                         native_array, serve, session_file)
-from core.directions import Editor, load_editor
+                         group, native_array, serve, session_file)
+from core.directions import Editor, editor_from
+from core.models import load_models
 from core.exports import save_video, sweep
 
 TITLE = "Latent sliders"
+ROLES, OPTIONAL = Editor.ROLES, Editor.OPTIONAL
 ALPHA = 3.0  # slider range, in standard deviations of W along each direction
 
 
@@ -106,12 +108,13 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
         ordered = [sliders[n] for n in names]
         for i, s in enumerate(ordered):  # one public endpoint ("edit"); the other sliders share its function
             s.change(render, [seed, psi, *ordered], [after, shown], trigger_mode="always_last", show_progress="hidden",
-                     api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private")
+                     api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private",
+                     **group("edit"))
         for trigger in (seed.change, psi.release, demo.load):
             trigger(both, [seed, psi, *ordered], [before, after, shown], show_progress="hidden",
-                    api_visibility="private")
+                    api_visibility="private", **group("edit"))
         after.change(download, [shown, seed], download_button, trigger_mode="always_last", show_progress="hidden",
-                     api_visibility="private")
+                     api_visibility="private", **group("edit"))
         with gr.Accordion("Export a sweep (MP4 and GIF)", open=False):
             with gr.Row():
                 which = gr.Dropdown(names, value=names[0] if names else None, label="direction")
@@ -125,7 +128,7 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
         def videos(name, seed, psi, frames, request: gr.Request):
             return sweep_videos(editor, name, seed, psi, frames, request.session_hash)
 
-        make.click(videos, [which, seed, psi, frames], [mp4, gif], api_name="sweep")
+        make.click(videos, [which, seed, psi, frames], [mp4, gif], api_name="sweep", **group("heavy"))
         demo.unload(forget_session)
         shuffle.click(lambda: random.randint(0, 99_999), None, seed)
         reset.click(lambda: [0.0] * len(ordered), None, ordered)
@@ -134,7 +137,7 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
 
 def page(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
     """The sliders page for a model set's generator (with its directions and NICE axes)."""
-    return build(*load_editor(models, device))
+    return build(*editor_from(load_models(models, ROLES, OPTIONAL, device)))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """The Streamlit training monitor as a child process, served through the suite's own port at /monitor/.
 
 The child binds 127.0.0.1 on a free port with `server.baseUrlPath=monitor`, so every URL it uses already starts
-with /monitor/; the routes here forward HTTP (streamed) and the websocket (`/monitor/_stcore/stream`, with its
-`streamlit` subprotocol) unchanged. The child dies with its parent (PR_SET_PDEATHSIG on Linux) and is stopped
-when the server shuts down, so one process tree serves everything on one port (a Space serves only one).
+with /monitor/; the routes here forward the paths Streamlit serves: HTTP (bodies capped, compression as each
+client asks, responses streamed) and the websocket (`/monitor/_stcore/stream`, with its `streamlit` subprotocol),
+which opens only from the suite's own pages and carries their Origin and Host on, so Streamlit's own check
+applies. The child dies with its parent (PR_SET_PDEATHSIG on Linux) and is stopped when the server shuts down, so
+one process tree serves everything on one port (a Space serves only one).
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.requests import Request
@@ -85,39 +89,98 @@ class MonitorProcess:
                 self.proc.wait()
 
 
+MAX_BODY = 1024 * 1024  # request bodies above this are refused (the monitor uploads nothing; Streamlit's own
+# messages travel on the websocket)
+# The first path segments under /monitor/ that Streamlit serves: its API, media and components, the app's static
+# folder, and its front end's files (index.html, manifest.json, favicon.png, static/).
+SERVED = {"", "_stcore", "media", "component", "app", "index.html", "manifest.json", "favicon.png", "static"}
+
+
+def served(path: str) -> bool:
+    """Whether a path under /monitor/ is one Streamlit serves: a known first segment, no NUL, no `..`."""
+    if "\x00" in path or ".." in path.split("/") or "\\" in path:
+        return False
+    return path.split("/", 1)[0] in SERVED
+
+
+def origin_allowed(origin: Optional[str], host: Optional[str]) -> bool:
+    """A websocket may open from the suite's own pages only: no Origin (a non-browser client), the same host as
+    the request, or the Space's own domain (SPACE_HOST) where the suite runs as a Space."""
+    if origin is None:
+        return True
+    netloc = urlsplit(origin).netloc
+    return bool(netloc) and netloc in {host, os.environ.get("SPACE_HOST")} - {None, ""}
+
+
+class BodyTooLarge(Exception):
+    """A request body passed MAX_BODY."""
+
+
+async def capped_body(request: Request) -> bytes:
+    """The request body, read chunk by chunk and refused once it passes MAX_BODY (never held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BodyTooLarge
+    return bytes(body)
+
+
 def proxy_routes(monitor: MonitorProcess) -> list[BaseRoute]:
-    """Starlette routes that forward /monitor and everything under it to the monitor child."""
+    """Starlette routes that forward /monitor and the paths Streamlit serves under it to the monitor child."""
     client = httpx.AsyncClient(base_url=monitor.url, timeout=httpx.Timeout(60.0, connect=5.0))
 
     async def http(request: Request) -> Response:
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        upstream = client.build_request(request.method, request.url.path, params=request.query_params,
-                                        headers=headers, content=await request.body())
+        path = request.path_params["path"]
+        if not served(path):
+            return Response("not a path the training monitor serves", status_code=404 if "\x00" not in path
+                            else 400)
         try:
+            body = await capped_body(request)
+        except BodyTooLarge:
+            return Response(f"request body over {MAX_BODY // 1024} KiB", status_code=413)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | {"accept-encoding"}]
+        # Compression as this client asked: without its Accept-Encoding, httpx would ask for gzip on its behalf.
+        headers.append(("accept-encoding", request.headers.get("accept-encoding", "identity")))
+        try:
+            upstream = client.build_request(request.method, request.url.path, params=request.query_params,
+                                            headers=headers, content=body)
             response = await client.send(upstream, stream=True)
+        except httpx.InvalidURL:
+            return Response("bad path", status_code=400)
         except httpx.HTTPError as e:
-            return Response(f"the training monitor is not reachable: {e}", status_code=502)
+            return Response(f"the training monitor is not reachable: {type(e).__name__}", status_code=502)
         out_headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
 
-        async def body():
+        async def stream():
             try:
                 async for chunk in response.aiter_raw():
                     yield chunk
             finally:
                 await response.aclose()
 
-        return StreamingResponse(body(), status_code=response.status_code, headers=out_headers)
+        return StreamingResponse(stream(), status_code=response.status_code, headers=out_headers)
 
     async def websocket(ws: WebSocket) -> None:
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, WebSocketException
+        origin, host = ws.headers.get("origin"), ws.headers.get("host")
+        if not served(ws.path_params["path"]) or not origin_allowed(origin, host):
+            await ws.close(code=1008)  # before accepting: the client gets HTTP 403
+            return
         offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         cookie = ws.headers.get("cookie")
-        url = f"ws://127.0.0.1:{monitor.port}{ws.url.path}" + (f"?{ws.url.query}" if ws.url.query else "")
+        # The suite's own Host and the browser's Origin go on to Streamlit, whose same-origin check then applies;
+        # the TCP connection goes to the child on 127.0.0.1.
+        url = f"ws://{host or '127.0.0.1'}{ws.url.path}" + (f"?{ws.url.query}" if ws.url.query else "")
         try:
-            upstream = await connect(url, subprotocols=offered or None, proxy=None, max_size=None,
+            upstream = await connect(url, host="127.0.0.1", port=monitor.port, origin=origin,
+                                     subprotocols=offered or None, proxy=None, max_size=None,
                                      additional_headers={"cookie": cookie} if cookie else None)
-        except (OSError, WebSocketException, asyncio.TimeoutError) as e:
+        except (OSError, WebSocketException, asyncio.TimeoutError, ValueError) as e:
             await ws.close(code=1011, reason=f"monitor unreachable: {type(e).__name__}"[:120])
             return
         await ws.accept(subprotocol=upstream.subprotocol)

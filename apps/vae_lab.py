@@ -12,12 +12,13 @@ from typing import Any, Optional
 import gradio as gr
 import torch
 
-from apps.common import Number, Slider, as_number, serve, to_array
+from apps.common import Number, Slider, as_number, gpu, group, public_message, serve, to_array
 from core.mixing import FaceInputError, load_face_image
+from core.models import load_models
 from core.vae import EDIT_ATTRIBUTES, SIDE, VAEEditor
 
 TITLE = "VAE lab"
-NEEDS = "The VAE lab needs the model set's 'vae' (the autoencoder baseline is its 'ae')."
+ROLES, OPTIONAL = ("vae",), ("ae",)
 MODELS = {"VAE (notebook MLP, beta 1)": "vae", "autoencoder baseline (same MLP, no KL)": "ae"}
 
 
@@ -29,22 +30,19 @@ def rendered_face(seed: Any) -> torch.Tensor:
 
 
 class VAEPage:
-    """The editors of the model set (VAE, and the autoencoder when the set has one), made on first use."""
+    """The editors of the model set (VAE, and the autoencoder when the set has one), each made on first use."""
 
     def __init__(self, models: str, device: str) -> None:
-        from core import hub
-        self.models, self.device = models, device
-        self.roles = [role for role in MODELS.values() if role in hub.model_set(models).models]
-        if "vae" not in self.roles:
-            raise ValueError(f"model set {models!r} has no 'vae'")
-        self.editors: dict[str, VAEEditor] = {"vae": VAEEditor.load(models, device, "vae")}
+        self.models = load_models(models, ROLES, OPTIONAL, device)
+        self.roles = [role for role in MODELS.values() if role in self.models]
+        self.editors: dict[str, VAEEditor] = {"vae": VAEEditor(self.models["vae"])}
 
     def editor(self, choice: str) -> VAEEditor:
         role = MODELS.get(choice)
         if role not in self.roles:
             raise gr.Error(f"model must be one of {', '.join(k for k, v in MODELS.items() if v in self.roles)}")
         if role not in self.editors:
-            self.editors[role] = VAEEditor.load(self.models, self.device, role)
+            self.editors[role] = VAEEditor(self.models[role])
         return self.editors[role]
 
     def face(self, seed: Any, upload: Optional[str]) -> tuple[torch.Tensor, str]:
@@ -53,7 +51,7 @@ class VAEPage:
         try:
             return load_face_image(upload, 64), "upload (centre-cropped, resized)"
         except FaceInputError as e:
-            raise gr.Error(f"upload: {e}") from None
+            raise gr.Error(f"upload: {public_message(e)}") from None
 
     def reconstruct(self, choice, seed, upload, smile, sunglasses, eyeglasses):
         editor = self.editor(choice)
@@ -79,6 +77,7 @@ class VAEPage:
 
 def build(page: VAEPage) -> gr.Blocks:
     choices = [k for k, v in MODELS.items() if v in page.roles]
+    reconstruct, sample, interpolate = gpu(page.reconstruct), gpu(page.sample), gpu(page.interpolate)  # ZeroGPU
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown("## VAE lab\nThe LFW notebook's VAE on SynthFaces (45x45): reconstruct a face, sample from the "
                     "prior, interpolate, and add attribute vectors (mean code with the attribute minus mean code "
@@ -97,22 +96,23 @@ def build(page: VAEPage) -> gr.Blocks:
         inputs = [model, seed, upload, *sliders]
         outputs = [original, recon, edited, note]
         for trigger in (seed.change, upload.change, model.change, demo.load):
-            trigger(page.reconstruct, inputs, outputs, api_visibility="private")
+            trigger(reconstruct, inputs, outputs, api_visibility="private", **group("vae"))
         for s in sliders:
-            s.release(page.reconstruct, inputs, outputs, api_name=False)
-        gr.Button("Reconstruct", variant="primary").click(page.reconstruct, inputs, outputs, api_name="reconstruct")
+            s.release(reconstruct, inputs, outputs, api_name=False, **group("vae"))
+        gr.Button("Reconstruct", variant="primary").click(reconstruct, inputs, outputs, api_name="reconstruct",
+                                                          **group("vae"))
         with gr.Accordion("Samples from the prior", open=False):
             sample_seed = Number(value=0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="sample seed")
             gallery = gr.Gallery(columns=8, height=200)
-            gr.Button("Sample").click(page.sample, [model, sample_seed], gallery, api_name="sample")
+            gr.Button("Sample").click(sample, [model, sample_seed], gallery, api_name="sample", **group("vae"))
         with gr.Accordion("Interpolation between two faces", open=False):
             with gr.Row():
                 seed_a = Number(value=3, precision=0, minimum=0, maximum=2 ** 31 - 1, label="face A seed")
                 seed_b = Number(value=8, precision=0, minimum=0, maximum=2 ** 31 - 1, label="face B seed")
                 steps = Slider(3, 12, value=8, step=1, label="steps")
             strip = gr.Gallery(columns=8, height=200)
-            gr.Button("Interpolate").click(page.interpolate, [model, seed_a, seed_b, steps], strip,
-                                           api_name="interpolate")
+            gr.Button("Interpolate").click(interpolate, [model, seed_a, seed_b, steps], strip,
+                                           api_name="interpolate", **group("vae"))
     return demo
 
 

@@ -19,8 +19,10 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from apps.common import JOBS, Number, as_number, gpu, serve
-from core.metrics.vp import PRESET_NOTES, PRESETS, SAMPLERS, LatentSpace, VPResult, latent_space, vp_stream
+from apps.common import JOBS, Number, as_number, gpu, public_message, serve
+from core.config import short
+from core.metrics.vp import PRESET_NOTES, PRESETS, VPResult, vp_stream
+from core.spaces import LatentSpace, SAMPLERS, latent_space
 
 TITLE = "VP metric"
 LABELS = {"synthfaces": "SynthFaces factors (ground truth)", "vae": "VAE decoder", "generator-z": "StyleGAN3, Z",
@@ -95,9 +97,9 @@ def card_text(space: str, card_path: Path = CARD) -> str:
 
 def check(space: Any, preset: Any, seed: Any) -> tuple[str, str, int]:
     if space not in SAMPLERS:
-        raise gr.Error(f"latent space must be one of {', '.join(SAMPLERS)}, got {space!r}")
+        raise gr.Error(f"latent space must be one of {', '.join(SAMPLERS)}, got {short(space)}")
     if preset not in PRESETS:
-        raise gr.Error(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise gr.Error(f"preset must be one of {', '.join(PRESETS)}, got {short(preset)}")
     return space, preset, int(as_number(seed, "seed", 0, 2 ** 31 - 1, whole=True))
 
 
@@ -108,7 +110,7 @@ def get_space(space: str, preset: str, models: str, device: str) -> LatentSpace:
         try:
             _remember(SPACES, key, latent_space(space, models, device, resolution=resolution))
         except (ValueError, RuntimeError, OSError) as e:
-            raise gr.Error(f"{LABELS.get(space, space)} is not available: {e}") from None
+            raise gr.Error(f"{LABELS.get(space, space)} is not available: {public_message(e)}") from None
     return SPACES[key]
 
 

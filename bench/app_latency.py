@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 
-from apps.latent_sliders import build, edit_image, load_editor
+from apps.latent_sliders import OPTIONAL, ROLES, build, edit_image
+from core.directions import Editor, editor_from, for_generator
+from core.models import load_models
 
 
 def browser_times(url: str, updates: int) -> list[float]:
@@ -51,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from gradio_client import Client
     from PIL import Image
-    editor, _ = load_editor(args.models, args.device, args.generator)
+    if args.generator:  # a generator checkpoint on its own, with the directions stored beside it
+        from core.stylegan3 import Generator
+        G = Generator.from_pretrained(args.generator, device=args.device).requires_grad_(False)
+        editor = Editor(G, for_generator(G, args.generator)[0])
+    else:
+        editor, _ = editor_from(load_models(args.models, ROLES, OPTIONAL, args.device))
     names = list(editor.dirs)
     demo = build(editor)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)

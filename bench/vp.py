@@ -19,7 +19,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from core.metrics.vp import KNOWN_SPACES, PRESETS, SAMPLERS, known_space, latent_space, vp_stream
+from core.metrics.vp import PRESETS, vp_stream
+from core.spaces import KNOWN_SPACES, SAMPLERS, known_space, latent_space
 
 
 def measure(space_name: str, preset: str, models: str, device: str, seed: int = 0,

@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, Optional, TypeVar
@@ -27,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
+from core.config import short
 from core.files import atomic_write
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -103,15 +105,52 @@ def read_config(path_or_name: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _header(data: bytes, path: Path) -> dict[str, dict[str, Any]]:
-    """The safetensors header (name -> dtype, shape) of a file's bytes."""
+    """The safetensors header (name -> dtype, shape) of a file's bytes, every entry checked for form."""
+    def bad(why: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"{path} ({len(data)} bytes) is corrupt or truncated and cannot be read: "
+                                      f"bad header ({why})")
     try:
         size = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + size])
-        header.pop("__metadata__", None)
-        return {k: {"dtype": v["dtype"], "shape": list(v["shape"])} for k, v in header.items()}
-    except (ValueError, KeyError, TypeError) as e:
-        raise CorruptCheckpointError(f"{path} ({len(data)} bytes) is corrupt or truncated and cannot be read: "
-                                     f"bad header ({e})") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(str(e)[:120]) from e
+    if not isinstance(header, dict):
+        raise bad(f"a JSON {type(header).__name__}, not an object")
+    header.pop("__metadata__", None)
+    out = {}
+    for name, entry in header.items():
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if (not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape)
+                or entry.get("dtype") not in _DTYPES):
+            raise bad(f"entry {short(name)} is not a dtype and a shape")
+        out[name] = {"dtype": entry["dtype"], "shape": shape}
+    return out
+
+
+MAX_SETTING = 2 ** 16  # any whole-number setting of a model config (dims, channels, resolution, counts)
+MAX_PARAMETERS = 4_000_000_000  # tensor elements a checkpoint may declare (the largest official model has 30M)
+
+
+def check_model_config(cls: type["Pretrained"], kwargs: dict[str, Any], source: str) -> None:
+    """Refuse, before any module is built, a config whose numbers no model of this kind has: every number finite,
+    every whole-number setting (nested ones included) from 0 to MAX_SETTING, or to the class's tighter
+    `config_limits` (layer counts: building 200,000 layers would take minutes and gigabytes even on the meta
+    device)."""
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, str(key))
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, name)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise CheckpointError(f"{source}: config setting {short(name)} is {value}")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            limit = min(MAX_SETTING, cls.config_limits.get(name, MAX_SETTING))
+            if not 0 <= value <= limit:
+                raise CheckpointError(f"{source}: config setting {short(name)} = {short(value)} is outside 0..{limit}"
+                                      f" for a {cls.kind!r} model")
+    walk(kwargs, "init_kwargs")
 
 
 def _read_verified(path: Path, config: dict[str, Any]) -> bytes:
@@ -140,6 +179,7 @@ def load_checkpoint(path_or_name: str | Path) -> tuple[dict[str, torch.Tensor], 
                                      ) from e
 
 
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
            "BOOL": torch.bool}
@@ -151,7 +191,10 @@ def check_state_dict(module: torch.nn.Module, state: dict[str, Any], source: str
     names to tensors or to safetensors header entries ({"dtype", "shape"}); `module` may live on the meta device.
     Floating tensors may be stored as `storage_dtype` (e.g. 'float16' for a half-precision shipped model)."""
     expected = module.state_dict()
-    stored = getattr(torch, storage_dtype) if storage_dtype else None
+    if storage_dtype not in (None, *STORAGE_DTYPES):
+        raise CheckpointError(f"{source}: unknown storage_dtype {short(storage_dtype)}; known: "
+                              f"{', '.join(STORAGE_DTYPES)}")
+    stored = STORAGE_DTYPES[storage_dtype] if storage_dtype else None
 
     def shape_dtype(v: Any) -> tuple[tuple[int, ...], Optional[torch.dtype]]:
         if isinstance(v, torch.Tensor):
@@ -220,6 +263,7 @@ class Pretrained:
     `save_pretrained(path, **notes)` / `from_pretrained(path_or_name, device)`."""
 
     kind: ClassVar[str]
+    config_limits: ClassVar[dict[str, int]] = {}  # tighter ceilings than MAX_SETTING, by setting name
     init_kwargs: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -257,8 +301,13 @@ def load_pretrained(path_or_name: str | Path, device: str | torch.device = "cpu"
     kwargs = config.get("init_kwargs")
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"checkpoint {path_or_name!s} has no init_kwargs object in its config")
+    check_model_config(cls, kwargs, f"checkpoint {path_or_name!s}")
     data = _read_verified(path, config)
     header = _header(data, path)
+    declared = sum(math.prod(v["shape"]) for v in header.values())
+    if declared > MAX_PARAMETERS:
+        raise CheckpointError(f"checkpoint {path_or_name!s} declares {declared:,} tensor elements, more than any "
+                              f"model here ({MAX_PARAMETERS:,})")
     try:
         with torch.device("meta"):
             shell = cls(**kwargs)
@@ -277,6 +326,21 @@ def load_pretrained(path_or_name: str | Path, device: str | torch.device = "cpu"
     return model.to(device).eval(), config
 
 
+def verify(path_or_name: str | Path) -> str:
+    """Check a checkpoint and say what it holds: a model (hash, names, shapes, dtypes, finite values, as loading
+    does) or a training run's checkpoint (`<loop>_training`: hash, readable tensors, finite values; its model is
+    checked by `python -m core.publish` when it is exported)."""
+    _, config = read_config(path_or_name)
+    kind = str(config.get("kind"))
+    if not kind.endswith("_training"):
+        return load_pretrained(path_or_name)[1]["kind"]
+    tensors, config = load_checkpoint(path_or_name)
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path_or_name}: non-finite values in {', '.join(bad[:8])}")
+    return f"{kind} at step {config.get('step')}, {len(tensors)} tensors"
+
+
 def rehash(path_or_name: str | Path) -> str:
     """Record the SHA-256 of a checkpoint's tensor file in its config (for files you trust); returns it."""
     path, config = read_config(path_or_name)
@@ -291,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("rehash", help="record the SHA-256 of trusted checkpoints in their configs")
     r.add_argument("paths", nargs="+")
-    v = sub.add_parser("verify", help="check hashes, names, shapes and dtypes of model checkpoints")
+    v = sub.add_parser("verify", help="check hashes, names, shapes and dtypes of model and run checkpoints")
     v.add_argument("paths", nargs="+")
     args = p.parse_args(argv)
     status = 0
@@ -300,13 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "rehash":
                 print(f"{item}: sha256 {rehash(item)}")
             else:
-                _, config = load_pretrained(item)
-                print(f"{item}: ok ({config['kind']})")
+                print(f"{item}: ok ({verify(item)})")
         except CheckpointError as e:
             print(f"{item}: {e}", file=sys.stderr)
             status = 2
     return status
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # through the imported module, whose kind registry the model modules fill
+    from core.checkpoints import main as checkpoints_main
+    raise SystemExit(checkpoints_main())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,6 +10,39 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+# What a command line reports as one line with exit code 2: a bad config (ValueError, YAML), file (OSError) or
+# checkpoint (CheckpointError is a ValueError); commands that load model sets add core.hub.HubError.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, yaml.YAMLError)
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to about `limit` characters: what a message quotes of a value it refuses (a client that
+    sends megabytes gets a short answer, and the log stays small)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 16]}... ({len(text):,} chars)"
+
+
+def one_line(error: BaseException, limit: int = 600) -> str:
+    """An error's message on one line, cut to `limit` characters: what a command prints for a user's mistake."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as configs mean it: only true/false are booleans (YAML 1.2), so `mixed_precision: no` or
+    `--set mixed_precision=no` stays the word "no" instead of YAML 1.1's False."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse config YAML (see `ConfigLoader`)."""
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
@@ -35,7 +69,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
     """Defaults of `cls`, updated by the YAML file at `path`, then by `overrides` (e.g. from the command line)."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            loaded = read_yaml(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path} is not valid YAML: {e}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{path} must hold a mapping of config keys")
         data.update(loaded)
@@ -50,5 +87,5 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = read_yaml(value)
     return out

@@ -17,7 +17,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from tqdm import tqdm
@@ -158,19 +158,27 @@ def directions(name: str = "synthfaces_stylegan3") -> dict[str, Direction]:
     return load_directions(path)
 
 
-def for_generator(G: torch.nn.Module, name: str) -> tuple[dict[str, Direction], str]:
-    """(directions, note): the stored ones, or PCA computed now with a note saying why (none stored, or the stored
-    ones are damaged or do not fit this generator) and how to add supervised ones."""
-    try:
-        dirs = directions(name)
-    except (FileNotFoundError, CheckpointError) as e:
-        return pca_directions(sample_w(G, 5000)), f"{e} (showing PCA directions only)"
+def fitted(G: torch.nn.Module, dirs: Optional[dict[str, Direction]], why: str = "",
+           name: str = "<generator>") -> tuple[dict[str, Direction], str]:
+    """(directions, note): `dirs` when they fit G's W, else PCA computed now with a note saying why (`why`: none
+    were found; or they do not fit this generator) and how to add supervised ones."""
+    if dirs is None:
+        return pca_directions(sample_w(G, 5000)), f"{why} (showing PCA directions only)".strip()
     wrong = [n for n, d in dirs.items() if not d.in_code_space and d.vector.numel() != G.w_dim]
     if wrong:
         return pca_directions(sample_w(G, 5000)), (f"the stored directions do not fit this generator's {G.w_dim}-d W "
                                                    f"({', '.join(wrong)}); recompute them with python -m "
                                                    f"core.directions --generator {name} (showing PCA directions only)")
     return dirs, ""
+
+
+def for_generator(G: torch.nn.Module, name: str) -> tuple[dict[str, Direction], str]:
+    """(directions, note) of a generator checkpoint given by path or name: the directions stored beside it, or PCA
+    with a note (see `fitted`)."""
+    try:
+        return fitted(G, directions(name), name=name)
+    except (FileNotFoundError, CheckpointError) as e:
+        return fitted(G, None, str(e), name)
 
 
 def apply(ws: torch.Tensor, edits: dict[str, float], dirs: dict[str, Direction],
@@ -196,7 +204,10 @@ def apply(ws: torch.Tensor, edits: dict[str, float], dirs: dict[str, Direction],
 
 class Editor:
     """A generator with its directions, for interactive editing: W per (seed, truncation) is cached, so moving a
-    slider costs one synthesis pass."""
+    slider costs one synthesis pass. ROLES and OPTIONAL are what it takes from a model set (`editor_from`)."""
+
+    ROLES: tuple[str, ...] = ("generator",)
+    OPTIONAL: tuple[str, ...] = ("directions", "nice")
 
     def __init__(self, G: torch.nn.Module, dirs: dict[str, Direction], nice: Optional[torch.nn.Module] = None) -> None:
         self.G, self.dirs, self.nice = G, dirs, nice
@@ -218,30 +229,19 @@ class Editor:
         return (self.G.synthesis(ws, noise_mode="const")[0].float().cpu() + 1).mul(0.5).clamp(0, 1)
 
 
-def load_editor(models: str = "embedded", device: str = "cpu", generator: Optional[str] = None
-                ) -> tuple[Editor, str]:
-    """The generator of a model set (or a generator checkpoint) with its directions, plus the NICE identity and
-    attribute axes when the model set has a NICE for that generator, and a note for the page."""
-    from core import hub
-    from core.checkpoints import CheckpointError
-    from core.stylegan3 import Generator
-    roles = {} if generator else hub.model_set(models).models
-    if generator:
-        G, name = Generator.from_pretrained(generator, device=device).requires_grad_(False), str(generator)
-    else:
-        G, name = hub.load_frozen(models, "generator", device=device), roles["generator"].name
-    dirs, note = for_generator(G, name)
-    nice = None
-    if "nice" in roles:
-        try:
-            nice = hub.load_frozen(models, "nice", device=device)
-        except (hub.HubError, CheckpointError, OSError) as e:
-            note = f"{note} NICE axes unavailable: {e}".strip()
-        else:
-            if nice.dim == G.w_dim:
-                dirs = {**dirs, **nice_directions(nice, sample_w(G, 5000).to(device))}
-            else:
-                note, nice = f"{note} The model set's NICE does not fit this generator's W.".strip(), None
+def editor_from(models: Any) -> tuple["Editor", str]:
+    """The editor of a loaded model set (`core.models.load_models(set, Editor.ROLES, Editor.OPTIONAL)`): its
+    generator, its directions (or PCA with a note), and the NICE identity and attribute axes when the set has a
+    NICE for that generator; plus a note for the page."""
+    G = models["generator"]
+    dirs, note = fitted(G, models.get("directions"), models.notes.get("directions", ""))
+    nice = models.get("nice")
+    if nice is not None and nice.dim != G.w_dim:
+        note, nice = f"{note} The model set's NICE does not fit this generator's W.".strip(), None
+    elif nice is not None:
+        dirs = {**dirs, **nice_directions(nice, sample_w(G, 5000).to(G.mapping.w_avg.device))}
+    elif "nice" in models.notes and "has no" not in models.notes["nice"]:
+        note = f"{note} NICE axes unavailable: {models.notes['nice']}".strip()
     return Editor(G, dirs, nice), note
 
 

@@ -92,7 +92,8 @@ def sweep(editor, name: str, seed: int, psi: float = 0.7, frames: int = 24, limi
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.directions import load_editor
+    from core.directions import Editor, editor_from
+    from core.models import load_models
     p = argparse.ArgumentParser(prog="python -m core.exports", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="a video of one slider direction")
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         video_path(args.out)
-        editor, _ = load_editor(args.models)
+        editor, _ = editor_from(load_models(args.models, Editor.ROLES, Editor.OPTIONAL))
         out = save_video(sweep(editor, args.direction, args.seed, args.psi, args.frames), args.out, bounce=True)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -63,6 +63,7 @@ def _ffhq() -> ModelSet:
 
 EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offline, CPU)", {
     "generator": Checkpoint("synthfaces_stylegan3", "stylegan3"),
+    "directions": Checkpoint("synthfaces_stylegan3_directions", "directions"),
     "analyzer": Checkpoint("synthfaces_analyzer", "face_analyzer"),
     "vae": Checkpoint("synthfaces_vae", "vae"),
     "ae": Checkpoint("synthfaces_ae", "vae"),
@@ -238,7 +239,12 @@ def load(set_name: str, role: str, device: str | torch.device = "cpu") -> torch.
     models = model_set(set_name).models
     if role not in models:
         raise HubError(f"model set {set_name!r} has no {role!r}; it has: {', '.join(models) or 'nothing'}")
-    ckpt = models[role]
+    return load_model(models[role], device)
+
+
+def load_model(ckpt: Checkpoint, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load one checkpoint of a model set: resolved (checkpoints/, the cache, the Hub), then read once and checked;
+    a corrupt cached copy is downloaded again once."""
     path = resolve(ckpt)
     try:
         return load_pretrained(path, device, kind=ckpt.kind)[0]
@@ -254,14 +260,14 @@ def load(set_name: str, role: str, device: str | torch.device = "cpu") -> torch.
 
 
 @functools.lru_cache(maxsize=16)
-def _load_frozen(set_name: str, role: str, device: str) -> torch.nn.Module:
-    return load(set_name, role, device).requires_grad_(False).eval()
+def _load_frozen(ckpt: Checkpoint, device: str) -> torch.nn.Module:
+    return load_model(ckpt, device).requires_grad_(False).eval()
 
 
-def load_frozen(set_name: str, role: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """`load`, frozen and shared: the apps of one suite get the same module for a (set, role, device), so the
-    generator is read and held once. Never train what this returns; `load` gives a private copy."""
-    return _load_frozen(set_name, role, str(torch.device(device)))
+def load_frozen(ckpt: Checkpoint, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """`load_model`, frozen and shared: the pages of one suite get the same module for a (checkpoint, device), so
+    the generator is read and held once. Never train what this returns; `load_model` gives a private copy."""
+    return _load_frozen(ckpt, str(torch.device(device)))
 
 
 def main(argv: list[str] | None = None) -> int:

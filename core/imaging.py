@@ -69,7 +69,12 @@ def read_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
                 rgba = im.convert("RGBA")
                 im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
                 notes.append("its transparent parts were filled with white")
-            array = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: RGB conversion would clip
+                array = _grey_to_rgb(np.asarray(im), im.mode)
+                notes.append(f"it was a {'floating-point' if im.mode == 'F' else '16-bit'} grey image, scaled to 8 "
+                             f"bits")
+            else:
+                array = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except ImageInputError:
         raise
     except Image.DecompressionBombError:
@@ -80,3 +85,15 @@ def read_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageInputError(f"the image could not be decoded ({e}); it may be truncated or corrupt") from None
     return array, notes
+
+
+def _grey_to_rgb(values: np.ndarray, mode: str) -> np.ndarray:
+    """Grey pixels of a wide mode as RGB uint8 over their range: 0..65535 for integer modes (16-bit PNG, TIFF),
+    0..1 for floats (or 0..255 when they exceed 1)."""
+    values = values.astype(np.float64)
+    if mode == "F":
+        top = 1.0 if np.nanmax(values, initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 65535.0
+    grey = np.nan_to_num(values / top * 255.0).clip(0, 255).round().astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -131,26 +131,33 @@ class FaceMixer:
             self._faces = _optional_faces(self._faces_factory)
         return self._faces
 
+    ROLES: tuple[str, ...] = ("generator", "nice")  # what it takes from a model set
+    OPTIONAL: tuple[str, ...] = ("analyzer",)  # without one: insightface's models
+
     @classmethod
-    def load(cls, models: str = "embedded", device: str = "cpu") -> "FaceMixer":
-        """The mixer of a model set. The embedded world checks uploads against SynthFaces renders; a set without
-        an 'analyzer' role uses insightface's models under $LATENT_LAB_INSIGHTFACE (default ~/.insightface)."""
+    def from_models(cls, models: Any) -> "FaceMixer":
+        """The mixer of a loaded model set (`core.models.load_models(set, ROLES, OPTIONAL)`). The embedded world
+        checks uploads against SynthFaces renders; a set without an analyzer uses insightface's models under
+        $LATENT_LAB_INSIGHTFACE (default ~/.insightface)."""
         import os
 
-        from core import hub
         from core.analysis import FaceAnalyzer, faces_backend, load_analyzer
         from core.synthfaces import render_faces
-        G = hub.load_frozen(models, "generator", device=device)
-        nice = hub.load_frozen(models, "nice", device=device)
-        if "analyzer" in hub.model_set(models).models:
-            analyzer = hub.load_frozen(models, "analyzer", device=device)
-        else:
+        G, nice, analyzer = models["generator"], models["nice"], models.get("analyzer")
+        device = G.mapping.w_avg.device
+        if analyzer is None:
             root = os.environ.get("LATENT_LAB_INSIGHTFACE", "~/.insightface")
-            analyzer = load_analyzer(f"insightface:{root}", device=device)
+            analyzer = load_analyzer(f"insightface:{root}", device=str(device))
         if isinstance(analyzer, FaceAnalyzer):
             reference = render_faces(torch.arange(10_000, 10_512), seed=4242, resolution=G.img_resolution).images
             return cls(G, analyzer, nice, reference.to(device), faces_backend)
         return cls(G, analyzer, nice, None, faces_backend)
+
+    @classmethod
+    def load(cls, models: str = "embedded", device: str = "cpu") -> "FaceMixer":
+        """The mixer of model set `models`, through the one loader."""
+        from core.models import load_models
+        return cls.from_models(load_models(models, cls.ROLES, cls.OPTIONAL, device))
 
     def w_from_seed(self, seed: int, psi: float = 0.7) -> torch.Tensor:
         with torch.no_grad():

@@ -40,6 +40,7 @@ class NICE(torch.nn.Module, Pretrained):
     """w [B, dim] <-> (identity code [B, id_dim], attribute code [B, dim - id_dim])."""
 
     kind = "nice"
+    config_limits = {"layers": 64, "depth": 32}
 
     def __init__(self, dim: int = 512, id_dim: int = 256, layers: int = 4, hidden: int = 512, depth: int = 3) -> None:
         super().__init__()

@@ -36,6 +36,7 @@ class VAE(torch.nn.Module, Pretrained):
     """Images [B, 3, 45, 45] in [0, 1] <-> codes [B, dim_z]; a VAE, or with variational=False an autoencoder."""
 
     kind = "vae"
+    config_limits = {"dim_z": 4096, "width": 1024}
 
     def __init__(self, dim_z: int = 100, architecture: str = "mlp", width: int = 32, variational: bool = True) -> None:
         super().__init__()
@@ -165,10 +166,6 @@ class VAEEditor:
         codes = latent_means(model, prepare_images(batch.images).to(self.device)).cpu()
         self.directions = {name: attribute_direction(codes, batch.factors, name) for name in EDIT_ATTRIBUTES}
 
-    @classmethod
-    def load(cls, models: str = "embedded", device: str = "cpu", role: str = "vae") -> "VAEEditor":
-        from core import hub
-        return cls(hub.load_frozen(models, role, device=device))
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,13 +127,25 @@ def write_run(root: Path) -> Path:
     return run
 
 
-@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
-def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path):
-    runs = tmp_path / "runs"
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """The suite started as a Space starts it (`python app.py` with SPACE_ID: monitor on, one port); stopped at
+    the end, when it must take its monitor child with it."""
+    root = tmp_path_factory.mktemp("space")
+    runs = root / "runs"
     run = write_run(runs)
     port = free_port()
     env = {**os.environ, "SPACE_ID": "me/latent-lab", "GRADIO_SERVER_PORT": str(port), "LATENT_LAB_RUNS": str(runs),
            "LATENT_LAB_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+    env.pop("SPACE_HOST", None)
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -147,35 +159,7 @@ def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path)
                 time.sleep(1)
         assert ready, "the suite (with its monitor) did not come up on its one port"
         assert processes_with(str(runs)), "the monitor child is not running"
-        with chromium(1400, 1000) as page:
-            page.goto(base, timeout=120_000)
-            headings = {"Face mixing": "Face mixing", "Latent sliders": "Latent sliders",
-                        "VP metric": "Variation predictability", "VAE lab": "VAE lab"}
-            for tab, heading in headings.items():
-                page.get_by_role("tab", name=tab).click()
-                page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
-            page.get_by_role("tab", name="Training monitor").click()
-            frame = page.frame_locator("iframe[title='training monitor']")
-            frame.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # rendered over the proxied websocket
-            count = ("() => { const e = document.querySelector('.js-plotly-plot');"  # the loss chart's points
-                     " return e ? (e._fullData || []).reduce((n, t) => n + (t._length || 0), 0) : 0; }")
-            inner = next(f for f in page.frames if "/monitor" in f.url)
-            first = inner.evaluate(count)
-            # the layout: losses first, the sample beside them, the factor_w1 family as one chart further down
-            titles = inner.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(e => "
-                                    "e.layout && e.layout.title ? (e.layout.title.text || e.layout.title) : '')")
-            titles = [re.sub(r"<[^>]+>", "", t) for t in titles]  # Streamlit wraps plot titles in <b>
-            assert titles and titles[0] == "loss" and "factor_w1/* (6 series)" in titles, titles
-            sample_y = inner.evaluate("() => { const i = document.querySelector('img'); "
-                                      "return i ? i.getBoundingClientRect().top : -1; }")
-            expander_y = inner.evaluate("() => { const e = document.querySelector('details, [data-testid=stExpander]');"
-                                        " return e ? e.getBoundingClientRect().top : -1; }")
-            assert 0 <= sample_y < expander_y  # the latest sample sits above the grouped sections
-            with open(run / "metrics.jsonl", "a") as f:  # the run goes on: the live curve grows
-                for step in range(21, 41):
-                    f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")
-            inner.wait_for_function(f"({count})() > {first}", timeout=60_000)
-            page.screenshot(path=str(tmp_path / "space.png"), full_page=True)
+        yield {"base": base, "port": port, "run": run, "root": root, "pid": server.pid}
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -183,6 +167,98 @@ def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(tmp_path)
     while processes_with(str(runs)) and time.time() < deadline:
         time.sleep(0.5)
     assert not processes_with(str(runs)), "stopping the app left the monitor running"
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
+def test_the_suite_runs_as_a_space_on_one_port_with_the_monitor_inside(space):
+    base, run = space["base"], space["run"]
+    with chromium(1400, 1000) as page:
+        page.goto(base, timeout=120_000)
+        headings = {"Face mixing": "Face mixing", "Latent sliders": "Latent sliders",
+                    "VP metric": "Variation predictability", "VAE lab": "VAE lab"}
+        for tab, heading in headings.items():
+            page.get_by_role("tab", name=tab).click()
+            page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Training monitor").click()
+        frame = page.frame_locator("iframe[title='training monitor']")
+        frame.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # rendered over the proxied websocket
+        count = ("() => { const e = document.querySelector('.js-plotly-plot');"  # the loss chart's points
+                 " return e ? (e._fullData || []).reduce((n, t) => n + (t._length || 0), 0) : 0; }")
+        inner = next(f for f in page.frames if "/monitor" in f.url)
+        first = inner.evaluate(count)
+        # the layout: losses first, the sample beside them, the factor_w1 family as one chart further down
+        titles = inner.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(e => "
+                                "e.layout && e.layout.title ? (e.layout.title.text || e.layout.title) : '')")
+        titles = [re.sub(r"<[^>]+>", "", t) for t in titles]  # Streamlit wraps plot titles in <b>
+        assert titles and titles[0] == "loss" and "factor_w1/* (6 series)" in titles, titles
+        sample_y = inner.evaluate("() => { const i = document.querySelector('img'); "
+                                  "return i ? i.getBoundingClientRect().top : -1; }")
+        expander_y = inner.evaluate("() => { const e = document.querySelector('details, [data-testid=stExpander]');"
+                                    " return e ? e.getBoundingClientRect().top : -1; }")
+        assert 0 <= sample_y < expander_y  # the latest sample sits above the grouped sections
+        with open(run / "metrics.jsonl", "a") as f:  # the run goes on: the live curve grows
+            for step in range(21, 41):
+                f.write(json.dumps({"step": step, "time": time.time(), "loss": 1 / step}) + "\n")
+        inner.wait_for_function(f"({count})() > {first}", timeout=60_000)
+        page.screenshot(path=str(space["root"] / "space.png"), full_page=True)
+
+
+def _stream_socket(space, origin: str):
+    from websockets.sync.client import connect
+    return connect(f"ws://127.0.0.1:{space['port']}/monitor/_stcore/stream", origin=origin,
+                   subprotocols=["streamlit"], open_timeout=30)
+
+
+def test_the_monitor_websocket_opens_from_the_suite_and_not_from_another_site(space):
+    from websockets.exceptions import InvalidStatus
+    with _stream_socket(space, f"http://127.0.0.1:{space['port']}") as ws:  # the suite's own page
+        assert ws.subprotocol == "streamlit"
+    with pytest.raises(InvalidStatus) as refused:  # any other web page, which a browser lets open websockets too
+        _stream_socket(space, "http://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+def _request(space, path: str, data: bytes | None = None, headers: dict | None = None):
+    request = urllib.request.Request(f"{space['base']}{path}", data=data, headers=headers or {},
+                                     method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_an_oversized_body_is_refused_without_being_held(space):
+    import socket
+    before = rss_kib(space["pid"])
+    head = f"POST /monitor/_stcore/health HTTP/1.1\r\nHost: 127.0.0.1:{space['port']}\r\n"
+    with socket.create_connection(("127.0.0.1", space["port"]), timeout=60) as sock:  # declared too large
+        sock.sendall(f"{head}Content-Length: {400 * 1024 * 1024}\r\n\r\n".encode() + b"x" * 65536)
+        assert b" 413 " in sock.recv(4096).split(b"\r\n", 1)[0]
+    sent = 0
+    with socket.create_connection(("127.0.0.1", space["port"]), timeout=60) as sock:  # chunked, no length given
+        sock.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+        chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+        try:
+            while sent < 200 * 1024 * 1024:
+                sock.sendall(chunk)
+                sent += 65536
+            answer = sock.recv(4096)
+        except (BrokenPipeError, ConnectionResetError):
+            answer = b" 413 "  # refused while we were still sending
+    assert b" 413 " in answer
+    assert rss_kib(space["pid"]) - before < 50 * 1024  # KiB: nothing near the 200 MB sent was held
+    assert _request(space, "/monitor/_stcore/health", data=b"small")[0] in (200, 405)  # small bodies pass on
+
+
+def test_bad_or_unserved_paths_and_compression_per_client(space):
+    assert _request(space, "/monitor/a%00b")[0] == 400
+    assert _request(space, "/monitor/not-streamlit/x")[0] == 404
+    status, headers, body = _request(space, "/monitor/")  # no Accept-Encoding: plain bytes
+    assert status == 200 and "gzip" not in {k.lower(): v for k, v in headers.items()}.get("content-encoding", "")
+    assert b"<html" in body.lower()
+    status, headers, _ = _request(space, "/monitor/", headers={"Accept-Encoding": "gzip"})
+    assert status == 200
 
 
 def test_session_files_go_with_their_session_even_when_an_event_writes_late(monkeypatch, tmp_path):

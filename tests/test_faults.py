@@ -72,10 +72,137 @@ def test_a_huge_config_fails_before_allocating(saved):
     import resource
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.time()
-    with pytest.raises(CheckpointError, match="shape mismatch"):
+    with pytest.raises(CheckpointError, match="w_dim.*outside"):
         Generator.from_pretrained(saved)
     assert time.time() - start < 30
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2_000_000  # KiB: far below any real build
+
+
+@pytest.mark.parametrize("where", ["num_layers", "mapping_kwargs.num_layers"])
+def test_a_config_with_200000_layers_is_refused_at_once_without_memory(saved, where):
+    """Building it, even on the meta device, took minutes and gigabytes; model sets from hf: load the same way."""
+    import resource
+    config = json.loads(saved.with_suffix(".json").read_text())
+    target = config["init_kwargs"]
+    for key in where.split(".")[:-1]:
+        target = target.setdefault(key, {})
+    target[where.split(".")[-1]] = 200_000
+    saved.with_suffix(".json").write_text(json.dumps(config))
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
+    with pytest.raises(CheckpointError, match="num_layers.*outside 0..64"):
+        load_pretrained(saved)
+    assert time.time() - start < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+
+
+def _hostile(saved, kind: str):
+    """A checkpoint whose safetensors header is a JSON string, or whose config names an unknown storage dtype."""
+    import hashlib
+    config = json.loads(saved.with_suffix(".json").read_text())
+    if kind == "string header":
+        header = json.dumps("not an object").encode()
+        data = len(header).to_bytes(8, "little") + header
+        saved.write_bytes(data)
+        config["sha256"] = hashlib.sha256(data).hexdigest()
+    else:
+        config["storage_dtype"] = "complex_evil"
+    saved.with_suffix(".json").write_text(json.dumps(config))
+    return saved
+
+
+@pytest.mark.parametrize("kind", ["string header", "unknown storage dtype"])
+def test_hostile_headers_end_in_a_checkpoint_error(saved, kind):
+    with pytest.raises(CheckpointError, match="not an object|storage_dtype"):
+        load_pretrained(_hostile(saved, kind))
+
+
+def test_a_hostile_checkpoint_disables_only_the_pages_that_need_it(tmp_path, monkeypatch):
+    """The VAE lab's model is hostile; the app starts, that tab says why, the generator's tabs work."""
+    import dataclasses
+    import os
+
+    import app
+    from core import hub
+    vae = hub.load("embedded", "vae")
+    path = _hostile(vae.save_pretrained(tmp_path / "vae"), "unknown storage dtype")
+    hostile = dataclasses.replace(hub.EMBEDDED.models["vae"], name=os.path.relpath(path.with_suffix(""),
+                                                                                    hub.CHECKPOINT_DIR))
+    monkeypatch.setattr(hub, "EMBEDDED", dataclasses.replace(hub.EMBEDDED, models={**hub.EMBEDDED.models,
+                                                                                   "vae": hostile}))
+    hub._load_frozen.cache_clear()
+    try:
+        config = app.build_app(models="embedded", device="cpu").get_config_file()
+    finally:
+        hub._load_frozen.cache_clear()
+    texts = [c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown"]
+    notes = [t for t in texts if "Not available" in t]
+    assert len(notes) == 1 and "storage_dtype" in notes[0] and "VAE" in notes[0], notes
+    assert str(tmp_path) not in notes[0]  # visitors never see the server's folders
+
+
+def test_a_megabyte_bad_value_gets_a_short_answer():
+    import gradio as gr
+
+    from apps.common import as_number, parse_seeds
+    huge = "9" * (8 * 1024 * 1024)
+    for call in (lambda: as_number(huge, "seed", 0, 10, whole=True), lambda: parse_seeds(huge + ",x", "seeds", 4),
+                 lambda: parse_seeds("1, " + "x" * 1_000_000, "seeds", 4)):
+        with pytest.raises(gr.Error) as e:
+            call()
+        assert len(str(e.value)) < 200
+
+
+def test_a_16_bit_grey_png_keeps_its_tones(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from core.imaging import read_image
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    array, notes = read_image(tmp_path / "grey16.png")
+    assert array.shape == (64, 64, 3) and array[0, 0, 0] == 0 and array[-1, -1, 0] == 255
+    assert 100 < array[32, 32, 0] < 160 and "16-bit" in notes[0]  # mid-grey, not all white
+
+
+def test_a_write_killed_mid_checkpoint_leaves_no_orphan_after_resume(tmp_path):
+    from core.train.rundir import RunConfig, TrainingRun
+    cfg = RunConfig(name="r", runs_dir=str(tmp_path))
+    with TrainingRun(cfg) as run:
+        run.save(1, "test_training", {"m": torch.nn.Linear(2, 2)})
+    orphan = tmp_path / "r" / "checkpoints" / ".00000002.safetensors.abc123.tmp"
+    orphan.write_bytes(b"half a checkpoint")  # what a kill during the next write leaves
+    with TrainingRun(cfg, resume=True) as run:
+        assert run.step == 1
+    assert not orphan.exists()
+
+
+def test_training_command_mistakes_are_one_line_with_code_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "broken.yaml").write_text("steps: [1,\n")
+    for args, expected in ((["nice", "--set", "generator=no_such_model"], "no checkpoint at 'no_such_model'"),
+                           (["vae", "--set", "dim_z=-3"], "dim_z"),
+                           (["vae", "--config", str(tmp_path / "broken.yaml")], "not valid YAML"),
+                           (["vae", "--set", "device=tpu"], "'device' must be one of")):
+        done = subprocess.run([sys.executable, "-m", "core.train", *args, "--set", f"runs_dir={tmp_path}/runs"],
+                              cwd=root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and expected in done.stderr, (args, done.stderr[-500:])
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_verify_understands_run_checkpoints(tmp_path, capsys):
+    from core.checkpoints import main
+    from core.train.rundir import RunConfig, TrainingRun
+    with TrainingRun(RunConfig(name="r", runs_dir=str(tmp_path))) as run:
+        run.save(3, "nice_training", {"m": torch.nn.Linear(2, 2)})
+    checkpoint = tmp_path / "r" / "checkpoints" / "00000003.safetensors"
+    assert main(["verify", str(checkpoint)]) == 0
+    assert "nice_training at step 3" in capsys.readouterr().out
+    _flip(checkpoint, 100)
+    assert main(["verify", str(checkpoint)]) == 2
 
 
 def test_a_checkpoint_without_a_hash_says_how_to_add_one(saved):

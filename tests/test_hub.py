@@ -60,7 +60,7 @@ def same_output(a: Generator, b: Generator) -> bool:
 def test_unknown_names_and_roles_say_what_exists():
     with pytest.raises(hub.HubError, match="unknown model set 'nope'.*embedded.*ffhq.*hf:owner/name"):
         hub.model_set("nope")
-    with pytest.raises(hub.HubError, match="no 'mixer'.*generator, analyzer, vae"):
+    with pytest.raises(hub.HubError, match="no 'mixer'.*generator, directions, analyzer, vae"):
         hub.load("embedded", "mixer")
     with pytest.raises(hub.HubError, match="hf:owner/name"):
         hub.model_set("hf:justaname")
@@ -76,16 +76,25 @@ def test_embedded_set_loads_from_checkpoints_offline(monkeypatch):
     assert hub.load("embedded", "nice").dim == G.w_dim
 
 
-def test_apps_share_one_frozen_copy_and_training_gets_its_own(monkeypatch):
+def test_pages_share_one_frozen_copy_and_training_gets_its_own(monkeypatch):
+    from core.models import load_models
     go_offline(monkeypatch)
-    shared = hub.load_frozen("embedded", "generator")
-    assert hub.load_frozen("embedded", "generator", torch.device("cpu")) is shared
+    shared = load_models("embedded", ("generator",))["generator"]
+    assert load_models("embedded", ("generator", "nice"), device="cpu")["generator"] is shared
     assert not any(p.requires_grad for p in shared.parameters()) and not shared.training
     private = hub.load("embedded", "generator")
     assert private is not shared and all(p.requires_grad for p in private.parameters())
     assert torch.equal(private.mapping.fc0.weight, shared.mapping.fc0.weight)
-    with pytest.raises(hub.HubError, match="no 'mixer'"):
-        hub.load_frozen("embedded", "mixer")
+
+
+def test_a_page_gets_its_roles_or_a_message_naming_the_missing_one_and_what_builds_it(monkeypatch):
+    from core.models import MissingRole, load_models
+    go_offline(monkeypatch)
+    models = load_models("embedded", ("generator",), ("directions", "nice", "encoder"))
+    assert set(models.roles) == {"generator", "directions", "nice"} and "smile" in models["directions"]
+    assert "has no 'encoder'" in models.notes["encoder"]  # optional: left out, with the reason
+    with pytest.raises(MissingRole, match=r"'ffhq' has no 'nice' model.*train-disentanglement"):
+        load_models("ffhq", ("generator", "nice"))  # the set is parsed and checked before anything loads
 
 
 def test_ffhq_without_weights_says_how_to_get_them(monkeypatch, tmp_path):

@@ -76,8 +76,9 @@ def test_clear_messages_for_bad_folders(tmp_path, capsys):
 def test_exports_have_the_frames_asked_for(tmp_path):
     import cv2
 
-    from core.directions import load_editor
-    editor, _ = load_editor("embedded")
+    from core.directions import Editor, editor_from
+    from core.models import load_models
+    editor, _ = editor_from(load_models("embedded", Editor.ROLES, Editor.OPTIONAL))
     frames = sweep(editor, next(iter(editor.dirs)), seed=3, frames=6)
     assert frames.shape[0] == 6 and not torch.equal(frames[0], frames[-1])
     mp4 = save_video(frames, tmp_path / "s.mp4")

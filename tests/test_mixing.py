@@ -136,12 +136,13 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
             call()
 
 
-def test_page_without_nice_says_why(tmp_path, monkeypatch):
+def test_page_without_nice_says_which_role_is_missing_and_what_builds_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from apps.common import page_or_note
-    demo = page_or_note(face_mixing.page, face_mixing.TITLE, "hf:nobody/nothing", "cpu", face_mixing.NEEDS)
+    assert face_mixing.ROLES == ("generator", "nice")
+    demo = page_or_note(face_mixing.page, face_mixing.TITLE, "ffhq", "cpu")  # a generator and nothing else
     texts = [c["props"].get("value", "") for c in demo.get_config_file()["components"] if c.get("type") == "markdown"]
-    assert any("Not available" in t for t in texts)
+    assert any("Not available" in t and "has no 'nice' model" in t and "train-disentanglement" in t for t in texts)
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")

@@ -10,8 +10,9 @@ import torch
 from apps import latent_sliders
 from apps.screenshots import AFTER_SRC, chromium, chromium_path
 from core.checkpoints import save_checkpoint
-from core.directions import (Editor, apply, directions, fit_direction, for_generator, load_directions,
+from core.directions import (Editor, apply, directions, editor_from, fit_direction, for_generator, load_directions,
                              nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
+from core.models import load_models
 from core.nice import NICE
 from core.stylegan3 import Generator
 from tests.conftest import tiny_kwargs
@@ -144,7 +145,7 @@ def test_nice_axes_move_one_code_only(tiny_g):
 
 
 def test_embedded_sliders_include_nice_axes():
-    editor, note = latent_sliders.load_editor("embedded")
+    editor, note = editor_from(load_models("embedded", latent_sliders.ROLES, latent_sliders.OPTIONAL))
     kinds = {d.kind for d in editor.dirs.values()}
     assert {"supervised", "pca", "nice_identity", "nice_attribute"} <= kinds and editor.nice is not None
 

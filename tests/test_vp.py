@@ -92,7 +92,7 @@ def test_vp_app_streams_names_dimensions_and_refuses_bad_input(monkeypatch):
 
 
 def test_latent_spaces_render_and_name_their_dimensions():
-    from core.metrics.vp import SAMPLERS, latent_space
+    from core.spaces import SAMPLERS, latent_space
     for name in SAMPLERS:
         space = latent_space(name)
         lo, hi = space.latent_range

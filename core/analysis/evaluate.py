@@ -46,11 +46,13 @@ def evaluate_analyzer(model: torch.nn.Module, images: torch.Tensor, identities: 
     """Run the analyzer over a labelled set and report every quality figure in one flat dict."""
     was_training = model.training
     model.eval()
-    outs = [model(images[i:i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        outs = [model(images[i:i + batch_size].to(device)) for i in range(0, images.shape[0], batch_size)]
     model.train(was_training)
-    emb = torch.cat([o.embedding for o in outs])
-    fac = torch.cat([o.factors for o in outs])
-    lms = torch.cat([o.landmarks for o in outs])
+    emb = torch.cat([o.embedding for o in outs]).cpu()
+    fac = torch.cat([o.factors for o in outs]).cpu()
+    lms = torch.cat([o.landmarks for o in outs]).cpu()
     tar3, thr = tar_at_far(emb, identities, 1e-3)
     tar2, _ = tar_at_far(emb, identities, 1e-2)
     px, nme = landmark_errors(lms, landmarks)

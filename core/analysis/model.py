@@ -62,6 +62,7 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
     logits at 1/2 resolution from the stem's features (finer landmarks at little cost)."""
 
     kind = "face_analyzer"
+    config_limits = {"resolution": 1024}
 
     def __init__(self, resolution: int = 64, width: int = 16, embed_dim: int = 128, hidden: int = 256,
                  landmark_stride: int = 4) -> None:

@@ -75,7 +75,7 @@ def encoder_codes(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def spaces(models: str = "embedded") -> dict[str, Space]:
     """Every space the card knows, made lazily (a space whose models are missing raises when asked)."""
-    from core.metrics.vp import LatentSpace, latent_space
+    from core.spaces import LatentSpace, latent_space
     rotation = np.linalg.qr(np.random.default_rng(123).normal(size=(NUM_FACTORS, NUM_FACTORS)))[0]
 
     def rotated_vp() -> LatentSpace:
@@ -84,11 +84,12 @@ def spaces(models: str = "embedded") -> dict[str, Space]:
         return LatentSpace(lambda u: base.sample_fn(((u - 0.5) @ q.T + 0.5).clamp(0, 1)), NUM_FACTORS, (0.0, 1.0))
 
     def generator(part: str) -> Callable[[np.ndarray], np.ndarray]:
-        from core import hub
+        from core.models import load_models
 
         @torch.no_grad()
         def codes(factors: np.ndarray) -> np.ndarray:
-            G = hub.load_frozen(models, "generator")
+            loaded = load_models(models, ("generator", "nice") if part == "nice" else ("generator",))
+            G = loaded["generator"]
             if not is_distilled(G):
                 raise ValueError("the generator is not the distilled one: its z does not map to SynthFaces factors")
             z = z_from_factors(torch.from_numpy(factors).float())
@@ -96,7 +97,7 @@ def spaces(models: str = "embedded") -> dict[str, Space]:
                 return z.numpy().astype(np.float64)
             w = G.mapping(z)[:, 0]
             if part == "nice":
-                w = hub.load_frozen(models, "nice").encode(w)
+                w = loaded["nice"].encode(w)
             return w.numpy().astype(np.float64)
         return codes
 

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from core.metrics.vp import VPPreset, latent_space, vp_score
+from core.metrics.vp import VPPreset, vp_score
+from core.spaces import latent_space
 
 FAMILY = ("synthfaces_vae_family_beta0p5", "synthfaces_vae_family_beta1", "synthfaces_vae_family_beta4",
           "synthfaces_vae_family_beta8")

@@ -331,6 +331,8 @@ class Generator(torch.nn.Module, Pretrained):
     """Mapping + synthesis, with the official constructor signature: Generator(z_dim, c_dim, w_dim, ...)."""
 
     kind = "stylegan3"
+    config_limits = {"num_layers": 64, "num_critical": 64, "img_resolution": 4096, "img_channels": 16,
+                     "margin_size": 1024, "num_fp16_res": 64}
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs: Any) -> None:

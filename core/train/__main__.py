@@ -1,5 +1,9 @@
 """`python -m core.train <model> --config configs/<recipe>.yaml [--resume] [--ship] [--set key=value ...]`.
 
+Several processes: `accelerate launch --multi_gpu --num_processes N -m core.train <model> ...` (GPUs, and on a CPU
+as well: gloo), or `torchrun --standalone --nproc_per_node N -m core.train <model> ...`; the main process alone
+writes and prints.
+
 Nothing is written outside the run folder unless `--ship` is given: then the trained model goes to the config's
 `ship_to` (the shipping recipes name a file in checkpoints/; `--set ship_to=` names none)."""
 from __future__ import annotations
@@ -8,7 +12,9 @@ import argparse
 import importlib
 import sys
 
-from core.config import load_config, parse_overrides
+from core.config import USER_ERRORS, load_config, one_line, parse_overrides
+from core.hub import HubError
+from core.train.placement import launch_rank
 
 # model -> (module, config class, training function); imported only when chosen
 LOOPS = {
@@ -35,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.ship:
             overrides["ship"] = True
         cfg = load_config(getattr(module, config_name), args.config, overrides)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        report = getattr(module, train_name)(cfg, resume=args.resume)
+    except (*USER_ERRORS, HubError) as e:  # a bad config, model name or file: one line, not a traceback
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    report = getattr(module, train_name)(cfg, resume=args.resume)
-    for key, value in report.items():
-        print(f"{key:>28}: {value:.4f}")
+    if launch_rank() == 0:
+        for key, value in report.items():
+            print(f"{key:>28}: {value:.4f}")
     return 0
 
 

@@ -103,6 +103,18 @@ def losses(model: FaceAnalyzer, head: ArcFaceHead, batch: dict[str, torch.Tensor
     return out
 
 
+class Objective(torch.nn.Module):
+    """The analyzer and its ArcFace head as one module whose forward is a batch's losses: what the run's
+    Accelerator prepares (one DDP module across processes)."""
+
+    def __init__(self, cfg: AnalyzerConfig, model: FaceAnalyzer, head: ArcFaceHead) -> None:
+        super().__init__()
+        self.cfg, self.model, self.head = cfg, model, head
+
+    def forward(self, batch: dict[str, torch.Tensor], margin_scale: float) -> dict[str, torch.Tensor]:
+        return losses(self.model, self.head, batch, self.cfg, margin_scale)
+
+
 def build_model(cfg: AnalyzerConfig) -> tuple[FaceAnalyzer, list[torch.nn.Module], dict]:
     """(model, its frozen sub-modules, metadata of the checkpoint it starts from) as the config asks."""
     model = FaceAnalyzer(cfg.resolution, cfg.width, cfg.embed_dim, cfg.hidden, cfg.landmark_stride)
@@ -134,51 +146,61 @@ def build_model(cfg: AnalyzerConfig) -> tuple[FaceAnalyzer, list[torch.nn.Module
     return model, frozen, base
 
 
+def learning_rate(cfg: AnalyzerConfig, progress: float) -> float:
+    """The rate after `progress` epochs: a cosine from lr to zero over the run's epochs (the same schedule for any
+    number of processes, since it follows epochs, not steps)."""
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, cfg.epochs) / cfg.epochs))
+
+
 def train_analyzer(cfg: AnalyzerConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Train (or resume) a run; returns the final validation report."""
+    run = TrainingRun(cfg, resume)
     torch.manual_seed(cfg.seed)
     model, frozen, base = build_model(cfg)
     head = ArcFaceHead(cfg.embed_dim, cfg.train_identities, cfg.arcface_scale, cfg.arcface_margin)
     params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(cfg.train_identities * cfg.per_identity / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    images = cfg.train_identities * cfg.per_identity
+    steps_per_epoch = math.ceil(images / (cfg.batch_size * run.num_processes))
+    start_epoch = run.meta["epoch"] + 1 if "epoch" in run.meta else 0
+    run.total_steps = run.step + steps_per_epoch * (cfg.epochs - start_epoch)
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, cfg.resolution, seed=VAL_SEED,
                             first_identity=VAL_FIRST_IDENTITY)
-    with TrainingRun(cfg, resume, total_steps=total) as run:
-        run.restore({"model": model, "head": head}, {"opt": opt})
-        start_epoch = run.meta["epoch"] + 1 if "epoch" in run.meta else 0
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)), last_epoch=run.step - 1)
+    run.restore({"model": model, "head": head}, {"opt": opt})
+    objective, opt = run.prepare(Objective(cfg, model, head), opt)
+    with run:
         data = None
         for epoch in range(start_epoch, cfg.epochs):
             if data is None or epoch % cfg.refresh_every == 0:
                 # Seeded by the epoch of the last refresh, so a resumed run sees the same images.
                 data = SynthFacesDataset(cfg.train_identities, cfg.per_identity, cfg.resolution,
                                          seed=cfg.seed + epoch - epoch % cfg.refresh_every)
-            model.train()
+            objective.train()
             for m in frozen:
                 m.eval()
-            order = torch.randperm(len(data))
-            t0 = time.time()
-            bar = tqdm(range(steps_per_epoch), disable=not progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
-            for i in bar:
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                batch = {"image": data.images[idx], "identity": data.identity[idx], "factors": data.factors[idx],
-                         "landmarks": data.landmarks[idx]}
-                margin_scale = min(1.0, run.step / max(1, cfg.margin_warmup_epochs * steps_per_epoch))
-                out = losses(model, head, batch, cfg, margin_scale)
+            t0, seen = time.time(), 0
+            bar = tqdm(run.loader(data, cfg.batch_size, epoch), disable=not (progress and run.main),
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            for i, batch in enumerate(bar):
+                done = epoch + i / steps_per_epoch
+                margin_scale = min(1.0, done / cfg.margin_warmup_epochs) if cfg.margin_warmup_epochs > 0 else 1.0
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(cfg, done)
+                with run.autocast():
+                    out = objective(batch, margin_scale)
                 opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
+                run.backward(out["loss"])
                 opt.step()
-                sched.step()
-                run.step += 1
+                run.advance(len(batch["image"]))
+                seen += len(batch["image"]) * run.num_processes
                 if run.step % cfg.log_every == 0:
-                    run.log(run.step, lr=sched.get_last_lr()[0], **{k: v.item() for k, v in out.items()},
-                            images_per_s=(i + 1) * cfg.batch_size / (time.time() - t0))
-                    bar.set_postfix(loss=f"{out['loss'].item():.3f}")
-            run.report = evaluate_analyzer(model, val.images, val.identity, val.factors, val.landmarks)
-            run.log(run.step, epoch=epoch, **{f"val_{k}": v for k, v in run.report.items()})
+                    scalars = run.mean_scalars({k: v.detach() for k, v in out.items()})
+                    run.log(run.step, lr=opt.param_groups[0]["lr"], **scalars,
+                            images_per_s=seen / (time.time() - t0), images_seen=run.images_seen)
+                    bar.set_postfix(loss=f"{scalars['loss']:.3f}")
+            if run.main:
+                run.report = evaluate_analyzer(model, val.images, val.identity, val.factors, val.landmarks)
+                run.log(run.step, epoch=epoch, **{f"val_{k}": v for k, v in run.report.items()})
             run.save(run.step, "analyzer_training", {"model": model, "head": head}, {"opt": opt}, epoch=epoch)
         # A fine-tune keeps the recipes it grew from, oldest first.
         history = base.get("history", []) + ([base["trained_with"]] if "trained_with" in base else [])

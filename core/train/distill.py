@@ -24,8 +24,8 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -151,10 +151,12 @@ class DistillConfig(RunConfig):
     def uses_analyzer(self) -> bool:
         return max(self.weight_identity, self.weight_factors, self.weight_landmarks) > 0
 
-    def aux_autocast(self) -> torch.autocast:
-        """The precision context of the auxiliary networks (discriminator, analyzer) during training."""
-        bf16 = self.aux_precision == "bf16" or (self.aux_precision == "auto" and native_bf16())
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    def aux_autocast(self, device_type: str = "cpu") -> torch.autocast:
+        """The precision context of the auxiliary networks (discriminator, analyzer) during training on a device
+        of `device_type` (auto: bfloat16 on a GPU, and on a CPU that computes it natively)."""
+        native = device_type != "cpu" or native_bf16()
+        bf16 = self.aux_precision == "bf16" or (self.aux_precision == "auto" and native)
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
 
     def generator_kwargs(self, quantized: bool | None = None) -> dict[str, Any]:
         """The generator's constructor arguments; `quantized=False` leaves out the glasses layer (what it is
@@ -190,10 +192,6 @@ class Start:
     origin: dict[str, Any]
     checkpoint: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     added_layers: int = 0  # mapping layers put in front of the start's (the glasses layer): 0 or 1
-
-    def images_seen(self, step: int, batch_size: int) -> int:
-        """Images the generator has learned from after `step` steps of this run, its start's included."""
-        return self.origin["images_seen"] + step * batch_size
 
     def carry_training_state(self, cfg: DistillConfig, opt: torch.optim.Optimizer, D: Discriminator | None,
                              opt_d: torch.optim.Optimizer | None) -> None:
@@ -363,16 +361,19 @@ def discriminator_input(images: torch.Tensor, condition: torch.Tensor | None) ->
     return (images if condition is None else torch.cat([images, condition], 1)) * 2 - 1
 
 
-def discriminator_step(D: Discriminator, opt: torch.optim.Optimizer, fake: torch.Tensor, real: torch.Tensor,
-                       condition: torch.Tensor | None, cfg: DistillConfig, step: int) -> dict[str, torch.Tensor]:
-    """One update of D on rendered (real) against generated faces in [0, 1], both with the same condition:
-    logistic loss, lazy R1 on the reals (the GAN loop's recipe). Returns the logged scalars."""
+def discriminator_step(D: Discriminator, D_train: torch.nn.Module, opt: torch.optim.Optimizer, fake: torch.Tensor,
+                       real: torch.Tensor, condition: torch.Tensor | None, cfg: DistillConfig, run: TrainingRun,
+                       aux_autocast: Callable[[], torch.autocast]) -> dict[str, torch.Tensor]:
+    """One update of D (trained as `D_train`, its DDP form across processes) on rendered (real) against generated
+    faces in [0, 1], both with the same condition: logistic loss, lazy R1 on the reals (the GAN loop's recipe).
+    Returns the logged scalars."""
     D.requires_grad_(True)
-    with cfg.aux_autocast():
-        out = discriminator_losses(D, discriminator_input(real, condition),
-                                   discriminator_input(fake.detach(), condition), step, cfg.r1_gamma, cfg.r1_interval)
+    with aux_autocast():
+        out = discriminator_losses(D_train, discriminator_input(real, condition),
+                                   discriminator_input(fake.detach(), condition), run.step, cfg.r1_gamma,
+                                   cfg.r1_interval)
     opt.zero_grad(set_to_none=True)
-    (out["loss_d"].float() + out["loss_r1"].float()).backward()
+    run.backward(out["loss_d"].float() + out["loss_r1"].float())
     opt.step()
     D.requires_grad_(False)
     return {"loss_d": out["loss_d"].detach(), "logits_real": out["logits_real"].detach().mean(),
@@ -387,19 +388,21 @@ def learning_rate(cfg: DistillConfig, step: int) -> float:
     return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def step_latents(cfg: DistillConfig, step: int) -> torch.Tensor:
-    """The latents of one training step (seeded by the step, so resumed runs draw the same). The first
+def step_latents(cfg: DistillConfig, step: int, count: int | None = None) -> torch.Tensor:
+    """The `count` (default: batch_size) latents of one training step, seeded by the step, so resumed runs draw
+    the same; several processes draw the global batch alike and each keeps its share. The first
     `glasses_boundary_fraction` of them move their glasses coordinate near a cut between two glasses kinds, where
     the generator has to draw a sharp change that plain N(0, 1) draws rarely show it. The next
     `eyeglasses_turned_fraction` wear eyeglasses on a face turned at least `eyeglasses_turned_yaw` from frontal,
     where thin frames are easiest to lose."""
+    count = cfg.batch_size if count is None else count
     rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    z = torch.randn(cfg.batch_size, Z_DIM, generator=rng)
-    near = round(cfg.glasses_boundary_fraction * cfg.batch_size)
+    z = torch.randn(count, Z_DIM, generator=rng)
+    near = round(cfg.glasses_boundary_fraction * count)
     if near:
         cuts = torch.tensor(GLASSES_CUTS_Z)[torch.randint(len(GLASSES_CUTS_Z), (near,), generator=rng)]
         z[:near, -1] = cuts + (2 * torch.rand(near, generator=rng) - 1) * cfg.glasses_boundary_width
-    turned = min(round(cfg.eyeglasses_turned_fraction * cfg.batch_size), cfg.batch_size - near)
+    turned = min(round(cfg.eyeglasses_turned_fraction * count), count - near)
     if turned:
         rows = slice(near, near + turned)
         lo, hi = torch.special.ndtr(torch.tensor(GLASSES_CUTS_Z))  # the eyeglasses interval, as Phi(z)
@@ -433,12 +436,16 @@ class Evaluator:
 
 
 def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
-    """Train (or resume) a distillation run; returns the last evaluation."""
+    """Train (or resume) a distillation run; returns the last evaluation. In N processes each draws the same global
+    batch of N x batch_size latents and trains on its share."""
     from core.analysis import load_analyzer
 
+    run = TrainingRun(cfg, resume, total_steps=cfg.steps)
     torch.manual_seed(cfg.seed)
-    own = RunDir(Path(cfg.runs_dir) / cfg.name).latest() if resume else None
-    start = build_generator(cfg, own[1] if own else None)
+    start = build_generator(cfg, run.meta if run.latest else None)
+    if "images_seen" not in run.meta:  # a fresh run counts from its start's images
+        run.images_seen = start.origin["images_seen"] + run.step * cfg.batch_size
+    device = run.device
     G, G_ema = start.G, start.G_ema
     trained = [p for p in G.mapping.parameters() if p.requires_grad]
     opt = torch.optim.Adam([{"params": G.synthesis.parameters()}, {"params": trained}], lr=cfg.lr,
@@ -449,25 +456,34 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
         opt_d = discriminator_optimizer(D, cfg.d_lr, cfg.r1_gamma, cfg.r1_interval)
     start.carry_training_state(cfg, opt, D, opt_d)
     modules, optimizers = {"G": G, "G_ema": G_ema, "D": D}, {"g": opt, "d": opt_d}
-    analyzer = load_analyzer(cfg.analyzer).requires_grad_(False).eval() if (
+    run.restore(modules, optimizers, joining=("D", "d"))
+    G_ema.to(device)
+    G_train, opt = run.prepare(G, opt)
+    if D is not None:
+        D.requires_grad_(True)  # DDP syncs the parameters that train
+        D_train, opt_d = run.prepare(D, opt_d)
+        D.requires_grad_(False)
+    analyzer = load_analyzer(cfg.analyzer, device=str(device)).requires_grad_(False).eval() if (
         cfg.uses_analyzer or cfg.eval_images > 0) else None
-    evaluator = Evaluator(cfg, analyzer) if cfg.eval_images > 0 else None
-    fixed_z = eval_latents(8, cfg.seed + 1)
-    fixed_real = targets(fixed_z, cfg.resolution)[0]
-    beta = 0.5 ** (cfg.batch_size / max(cfg.ema_images, 1e-8))
+    evaluator = Evaluator(cfg, analyzer) if run.main and cfg.eval_images > 0 else None
+    fixed_z = eval_latents(8, cfg.seed + 1).to(device)
+    fixed_real = targets(fixed_z.cpu(), cfg.resolution)[0]
+    beta = 0.5 ** (cfg.batch_size * run.num_processes / max(cfg.ema_images, 1e-8))
     weights = {"loss_pixel": cfg.weight_pixel, "loss_edges": cfg.weight_edges,
                "loss_features": cfg.weight_features, "loss_glasses": cfg.weight_glasses,
                "loss_identity": cfg.weight_identity,
                "loss_factors": cfg.weight_factors, "loss_landmarks": cfg.weight_landmarks,
                "loss_adversarial": cfg.weight_adversarial}
-    with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
-        run.restore(modules, optimizers, joining=("D", "d"))
-        bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc="distill")
-        t0, t0_step = time.time(), run.step
+    aux_autocast = partial(cfg.aux_autocast, device.type)
+    with run:
+        bar = tqdm(total=cfg.steps, initial=run.step, disable=not (progress and run.main), desc="distill")
+        t0, t0_images = time.time(), run.images_seen
         while run.step < cfg.steps:
-            z = step_latents(cfg, run.step)
-            real, landmarks, factors = targets(z, cfg.resolution)
-            fake = generate(G, z)
+            z = run.shard(step_latents(cfg, run.step, cfg.batch_size * run.num_processes))
+            real, landmarks, factors = (t.to(device) for t in targets(z, cfg.resolution))
+            z = z.to(device)
+            with run.autocast():
+                fake = generate(G_train, z)
             losses = {"loss_pixel": pixel_loss(fake, real, cfg.pixel_scales, cfg.pixel_norm)}
             if cfg.weight_edges > 0:
                 losses["loss_edges"] = edge_loss(fake, real)
@@ -477,49 +493,48 @@ def train_distill(cfg: DistillConfig, resume: bool = False, progress: bool = Tru
             if cfg.weight_glasses > 0:
                 losses["loss_glasses"] = feature_loss(fake, real, glasses_map(real, factors))
             if cfg.uses_analyzer and run.step >= cfg.analyzer_from:
-                with cfg.aux_autocast():
+                with aux_autocast():
                     losses.update(analyzer_losses(analyzer, fake, real))
             adversarial = D is not None and run.step >= cfg.adversarial_from
             if adversarial:
                 condition = feature_map(landmarks, cfg.resolution, cfg.feature_sigma) if cfg.d_landmarks else None
-                with cfg.aux_autocast():
+                with aux_autocast():  # the unwrapped D: G's step leaves D's gradients alone
                     logits = D(discriminator_input(fake, condition)).float()
                 losses["loss_adversarial"] = F.softplus(-logits).mean()
             loss = sum(weights[k] * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            run.backward(loss)
             for group, scale in zip(opt.param_groups, (1.0, cfg.mapping_lr_scale)):  # from the config, not the
                 group["lr"] = learning_rate(cfg, run.step) * scale  # checkpoint: a resume may change the schedule
             opt.step()
-            d_scalars = discriminator_step(D, opt_d, fake, real, condition, cfg, run.step) if adversarial else {}
+            d_scalars = (discriminator_step(D, D_train, opt_d, fake, real, condition, cfg, run, aux_autocast)
+                         if adversarial else {})
             update_ema(G_ema, G, beta)
-            run.step += 1
-            step = run.step
+            step = run.advance(cfg.batch_size)
             bar.update(1)
             if step % cfg.log_every == 0:
-                rate = (step - t0_step) * cfg.batch_size / (time.time() - t0)
-                run.log(step, loss=loss.item(), **{k: v.item() for k, v in {**losses, **d_scalars}.items()},
-                        lr=opt.param_groups[0]["lr"], images_per_s=rate,
-                        images_seen=start.images_seen(step, cfg.batch_size))
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % cfg.sample_every == 0 or step == cfg.steps:
+                scalars = run.mean_scalars({"loss": loss.detach(), **{k: v.detach() for k, v in losses.items()},
+                                            **d_scalars})
+                rate = (run.images_seen - t0_images) / (time.time() - t0)
+                run.log(step, **scalars, lr=opt.param_groups[0]["lr"], images_per_s=rate,
+                        images_seen=run.images_seen)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+            if run.main and (step % cfg.sample_every == 0 or step == cfg.steps):
                 with torch.no_grad():
-                    save_grid(torch.cat([fixed_real, generate(G_ema, fixed_z).clamp(0, 1)]),
+                    save_grid(torch.cat([fixed_real, generate(G_ema, fixed_z).clamp(0, 1).cpu()]),
                               run.samples / f"{step:08d}.png", 8)
             if evaluator is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 run.report = evaluator(G_ema)
                 run.log(step, **run.report)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 run.save(step, "distill_training", modules, optimizers,
-                         images_seen=start.images_seen(step, cfg.batch_size),
                          **({"started_from": start.origin} if cfg.init_from else {}))
         bar.close()
         if evaluator is not None and not run.report:  # resumed at its last step: still report
             run.report = evaluator(G_ema)
-        if cfg.ship:
+        if cfg.ship and run.main:
             G_ema.mapping.w_avg.copy_(estimate_w_avg(G_ema.mapping))  # training never tracks it
-        run.ship(G_ema, images_seen=start.images_seen(run.step, cfg.batch_size), latent=LATENT_NOTE,
-                 **({"started_from": start.origin} if cfg.init_from else {}))
+        run.ship(G_ema, latent=LATENT_NOTE, **({"started_from": start.origin} if cfg.init_from else {}))
     return run.report
 
 

@@ -1,7 +1,7 @@
 """Train a StyleGAN3 generator on SynthFaces against a StyleGAN2-style discriminator.
 
     python -m core.train gan --config configs/gan_synthfaces64.yaml [--resume] [--set key=value ...]
-    accelerate launch -m core.train gan --config ...      (several GPUs: one process each)
+    accelerate launch --num_processes N -m core.train gan --config ...   (N GPUs: one process each)
 
 The recipe follows the official StyleGAN3 training: non-saturating logistic loss, lazy R1 on reals every
 `r1_interval` steps (with the Adam lr/betas correction for lazy regularisation), Adam(0, 0.99), an EMA copy of G
@@ -10,7 +10,8 @@ Optional variation-predictability loss (`vp_weight` > 0; Zhu et al., 2020): in t
 first `vp_dims` latent dimensions is redrawn, and G and a predictor Q both minimise Q's cross-entropy in telling
 from the image difference which dimension it was (a lower bound on their mutual information).
 Real images are rendered on the fly, seeded by step and process, so a resumed run sees the same data.
-Gradients are averaged across processes by hand (as the official code does) because R1 needs double backward.
+Training goes through the run's Accelerator (`core.train.placement`): G, D and Q are DDP modules across processes,
+and the R1 penalty's double backward runs inside D's own backward.
 """
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ from core.synthfaces.render import render_faces
 from core.train.ema import update_ema
 from core.train.rundir import RunConfig, TrainingRun, part
 
-PRECISIONS = ("no", "bf16")
 EVAL_FIRST_IDENTITY = 3_000_000  # the second real set of the real/real FD baseline uses unseen identities
 
 
@@ -70,7 +70,6 @@ class GanConfig(RunConfig):
     ema_rampup: float = 0.05
     blur_init_sigma: float = 10.0
     blur_fade_images: int = 100_000
-    mixed_precision: str = "no"
     log_every: int = 10
     init_from: str = ""  # a generator checkpoint to start from (e.g. the distilled one), same architecture
     sample_every: int = 200
@@ -87,8 +86,6 @@ class GanConfig(RunConfig):
         super().__post_init__()
         if self.vp_weight < 0 or not 2 <= self.vp_dims <= self.z_dim:
             raise ValueError(f"vp_weight must be >= 0 and vp_dims between 2 and z_dim ({self.z_dim})")
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {PRECISIONS} (fp16 lives in the network: num_fp16_res)")
         if self.batch_size % min(self.mbstd_group, self.batch_size):
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of mbstd_group {self.mbstd_group}")
 
@@ -155,14 +152,6 @@ def discriminator_losses(D: torch.nn.Module, real: torch.Tensor, fake: torch.Ten
     return out
 
 
-def _average_gradients(accelerator: Any, module: torch.nn.Module) -> None:
-    if accelerator.num_processes == 1:
-        return
-    for p in module.parameters():
-        if p.grad is not None:
-            p.grad = accelerator.reduce(p.grad, reduction="mean")
-
-
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images.float() + 1).mul(0.5).clamp(0, 1)
 
@@ -213,87 +202,82 @@ def build_generator(cfg: GanConfig) -> Generator:
 
 def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Train (or resume) a GAN run; returns the last evaluation (analyzer FD, factor match)."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-    device, rank, main = accelerator.device, accelerator.process_index, accelerator.is_main_process
+    run = TrainingRun(cfg, resume, total_steps=cfg.steps)
+    device, main = run.device, run.main
     torch.manual_seed(cfg.seed)
-    G = build_generator(cfg).to(device)
-    D = Discriminator(**cfg.discriminator_kwargs()).to(device)
+    G = build_generator(cfg)
+    D = Discriminator(**cfg.discriminator_kwargs())
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = discriminator_optimizer(D, cfg.d_lr, cfg.r1_gamma, cfg.r1_interval)
-    Q = VarPredNet(cfg.vp_dims, cfg.vp_width).to(device) if cfg.vp_weight > 0 else None
+    Q = VarPredNet(cfg.vp_dims, cfg.vp_width) if cfg.vp_weight > 0 else None
     opt_q = torch.optim.Adam(Q.parameters(), lr=cfg.vp_lr) if Q is not None else None
     modules, optimizers = {"G": G, "D": D, "G_ema": G_ema, "Q": Q}, {"g": opt_g, "d": opt_d, "q": opt_q}
-    run = TrainingRun(cfg, resume, total_steps=cfg.steps, main=main)
-    accelerator.wait_for_everyone()
     run.restore(modules, optimizers)
+    G_ema.to(device)
+    G_train, D_train, opt_g, opt_d = run.prepare(G, D, opt_g, opt_d)
+    if Q is not None:
+        Q_train, opt_q = run.prepare(Q, opt_q)
     evaluator = Evaluator(cfg, device) if main and cfg.eval_images > 0 else None
-    fixed_z = G.z_from_seed(cfg.seed, 32)
-    world_batch = cfg.batch_size * accelerator.num_processes
+    fixed_z = G.z_from_seed(cfg.seed, 32).to(device)
     with run:
         bar = tqdm(total=cfg.steps, initial=run.step, disable=not (progress and main), desc="gan")
-        t0, t0_step = time.time(), run.step
+        t0, t0_images = time.time(), run.images_seen
         while run.step < cfg.steps:
             step = run.step
-            gen = step_generator(cfg, step, rank)
+            gen = run.stream(step, per_process=True)
             real = real_images(cfg, cfg.batch_size, gen).to(device) * 2 - 1
             z_d = torch.randn(cfg.batch_size, G.z_dim, generator=gen).to(device)
             z_g = torch.randn(cfg.batch_size, G.z_dim, generator=gen).to(device)
-            seen = step * world_batch
+            seen = run.images_seen
             sigma = cfg.blur_init_sigma * max(0.0, 1 - seen / cfg.blur_fade_images) if cfg.blur_fade_images else 0.0
 
             # Discriminator: logistic loss on reals and fakes, plus lazy R1 on reals.
             D.requires_grad_(True)
-            with torch.no_grad(), accelerator.autocast():
+            with torch.no_grad(), run.autocast():
                 fake = G(z_d, update_emas=True)
-            with accelerator.autocast():
-                d_out = discriminator_losses(D, real, fake, step, cfg.r1_gamma, cfg.r1_interval, sigma)
+            with run.autocast():
+                d_out = discriminator_losses(D_train, real, fake, step, cfg.r1_gamma, cfg.r1_interval, sigma)
             loss_d, logits_real, logits_fake = d_out["loss_d"], d_out["logits_real"], d_out["logits_fake"]
             opt_d.zero_grad(set_to_none=True)
-            (loss_d + d_out["loss_r1"]).float().backward()
-            _average_gradients(accelerator, D)
+            run.backward((loss_d + d_out["loss_r1"]).float())
             opt_d.step()
 
-            # Generator: non-saturating loss through a frozen D.
+            # Generator: non-saturating loss through a frozen D (the unwrapped one: its gradients stay unsynced).
             D.requires_grad_(False)
-            with accelerator.autocast():
-                fake_g = G(z_g)
+            with run.autocast():
+                fake_g = G_train(z_g)
                 logits_gen = D(blur(fake_g, sigma))
                 loss_g = F.softplus(-logits_gen).mean()
                 if Q is not None:  # G and Q both minimise Q's error (the VP mutual-information term)
-                    loss_vp, vp_acc = vp_loss(G, Q, z_g, fake_g, cfg.vp_dims, gen)
+                    loss_vp, vp_acc = vp_loss(G_train, Q_train, z_g, fake_g, cfg.vp_dims, gen)
             opt_g.zero_grad(set_to_none=True)
             if Q is not None:
                 opt_q.zero_grad(set_to_none=True)
-                (loss_g.float() + cfg.vp_weight * loss_vp).backward()
-                _average_gradients(accelerator, Q)
+                run.backward(loss_g.float() + cfg.vp_weight * loss_vp)
                 opt_q.step()
             else:
-                loss_g.float().backward()
-            _average_gradients(accelerator, G)
+                run.backward(loss_g.float())
             opt_g.step()
 
-            run.step = step = step + 1
-            seen = step * world_batch
-            ema_images = min(cfg.ema_images, seen * cfg.ema_rampup) if cfg.ema_rampup else cfg.ema_images
+            step = run.advance(cfg.batch_size)
+            world_batch = cfg.batch_size * run.num_processes
+            ema_images = (min(cfg.ema_images, run.images_seen * cfg.ema_rampup) if cfg.ema_rampup
+                          else cfg.ema_images)
             update_ema(G_ema, G, 0.5 ** (world_batch / max(ema_images, 1e-8)))
             bar.update(1)
-            if not main:
-                continue
             if step % cfg.log_every == 0:
-                rate = (step - t0_step) * world_batch / (time.time() - t0)
-                scalars = dict(loss_d=loss_d.item(), loss_g=loss_g.item(), logits_real=logits_real.mean().item(),
-                               logits_fake=logits_fake.mean().item(), blur_sigma=sigma, images_per_s=rate,
-                               images_seen=seen)
+                measured = dict(loss_d=loss_d, loss_g=loss_g, logits_real=logits_real.mean(),
+                                logits_fake=logits_fake.mean())
                 if "penalty" in d_out:
-                    scalars["r1_penalty"] = d_out["penalty"].mean().item()
+                    measured["r1_penalty"] = d_out["penalty"].mean()
                 if Q is not None:
-                    scalars.update(loss_vp=loss_vp.item(), vp_accuracy=vp_acc.item())
-                run.log(step, **scalars)
+                    measured.update(loss_vp=loss_vp, vp_accuracy=vp_acc)
+                scalars = run.mean_scalars({k: v.detach() for k, v in measured.items()})
+                rate = (run.images_seen - t0_images) / (time.time() - t0)
+                run.log(step, **scalars, blur_sigma=sigma, images_per_s=rate, images_seen=run.images_seen)
                 bar.set_postfix(d=f"{scalars['loss_d']:.3f}", g=f"{scalars['loss_g']:.3f}")
-            if step % cfg.sample_every == 0 or step == cfg.steps:
+            if main and (step % cfg.sample_every == 0 or step == cfg.steps):
                 with torch.no_grad():
                     save_grid(_to_unit(G_ema(fixed_z, noise_mode="const")).cpu(), run.samples / f"{step:08d}.png", 8)
             if evaluator is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
@@ -302,12 +286,10 @@ def train_gan(cfg: GanConfig, resume: bool = False, progress: bool = True) -> di
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 run.save(step, "gan_training", modules, optimizers)
         bar.close()
-        accelerator.wait_for_everyone()
         if evaluator is not None and not run.report:  # resumed at its last step: nothing trained, still report
             run.report = evaluator(G_ema)
-        run.ship(G_ema, images_seen=run.step * world_batch,
-                 evaluation=f"analyzer FD over {cfg.eval_images} generated vs {cfg.eval_images} real images "
-                            f"(SynthFaces-analyzer features, not Inception FID)")
+        run.ship(G_ema, evaluation=f"analyzer FD over {cfg.eval_images} generated vs {cfg.eval_images} real images "
+                                   f"(SynthFaces-analyzer features, not Inception FID)")
     return run.report
 
 

@@ -30,6 +30,7 @@ from core.losses import (CodeDiscriminator, confusion_loss, contrastive_loss, di
 from core.analysis.model import Analysis
 from core.nice import NICE
 from core.synthfaces.factors import ATTRIBUTE_FACTORS, FACTOR_NAMES
+from core.train.placement import launch_rank, single_device
 from core.train.rundir import RunConfig, TrainingRun
 
 ATTRIBUTE_INDEX = torch.tensor([FACTOR_NAMES.index(n) for n in ATTRIBUTE_FACTORS])
@@ -67,17 +68,20 @@ class NiceConfig(RunConfig):
 class Frozen:
     """The frozen generator and analyzer, and faces drawn from them."""
 
-    def __init__(self, cfg: NiceConfig, device: str = "cpu") -> None:
+    def __init__(self, cfg: NiceConfig, device: str | torch.device = "cpu") -> None:
         from core.analysis import load_analyzer
         from core.stylegan3 import Generator
         self.G = Generator.from_pretrained(cfg.generator, device=device).requires_grad_(False)
         self.analyzer = load_analyzer(cfg.analyzer, device=device).requires_grad_(False)
         self.psi, self.device = cfg.truncation_psi, device
 
-    def sample_w(self, n: int, gen: torch.Generator) -> torch.Tensor:
+    def map(self, z: torch.Tensor) -> torch.Tensor:
+        """W of latents z (truncated towards the W average by the config's psi)."""
         with torch.no_grad():
-            return self.G.mapping(torch.randn(n, self.G.z_dim, generator=gen).to(self.device),
-                                  truncation_psi=self.psi)[:, 0]
+            return self.G.mapping(z.to(self.device), truncation_psi=self.psi)[:, 0]
+
+    def sample_w(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return self.map(torch.randn(n, self.G.z_dim, generator=gen))
 
     def render(self, w: torch.Tensor) -> torch.Tensor:
         return self.G.images_from_w(w)
@@ -97,9 +101,16 @@ def attribute_reading(read: Analysis, size: int) -> torch.Tensor:
     return (read.landmarks / size).flatten(1)
 
 
+def _frozen_call(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`module(x)` with its parameters held constant: the gradient reaches x, never the module."""
+    return torch.func.functional_call(module, {k: v.detach() for k, v in module.named_parameters()}, (x,))
+
+
 def disentanglement_losses(cfg: NiceConfig, nice: NICE, world: Frozen, w_a: torch.Tensor, w_b: torch.Tensor,
                            disc_attr: CodeDiscriminator, disc_id: CodeDiscriminator) -> dict[str, torch.Tensor]:
-    """Every weighted loss of one step for NICE, and the two discriminators' own losses (on detached codes)."""
+    """Every weighted loss of one step for NICE (`loss`), the two discriminators' own losses (on detached codes),
+    and `total`, their sum: NICE's confusion term goes through the discriminators held constant, and their losses
+    see detached codes, so one backward of `total` gives each network exactly its own objective's gradient."""
     with torch.no_grad():
         _, read_a = world.read(w_a)
         _, read_b = world.read(w_b)
@@ -116,13 +127,27 @@ def disentanglement_losses(cfg: NiceConfig, nice: NICE, world: Frozen, w_a: torc
     ids, attrs = torch.cat([id_a, id_b]), torch.cat([attr_a, attr_b])
     att_target = torch.cat([attribute_reading(read_a, size), attribute_reading(read_b, size)])
     emb_target = torch.cat([read_a.embedding, read_b.embedding])
-    out["loss_adversarial"] = confusion_loss(disc_attr(ids), att_target) + confusion_loss(disc_id(attrs), emb_target)
+    out["loss_adversarial"] = (confusion_loss(_frozen_call(disc_attr, ids), att_target)
+                               + confusion_loss(_frozen_call(disc_id, attrs), emb_target))
     out["loss"] = (cfg.weight_identity * out["loss_identity"] + cfg.weight_attributes * out["loss_attributes"]
                    + cfg.weight_landmarks * out["loss_landmarks"] + cfg.weight_contrastive * out["loss_contrastive"]
                    + cfg.weight_adversarial * out["loss_adversarial"])
     out["disc_attr_from_id"] = discriminator_loss(disc_attr(ids.detach()), att_target)
     out["disc_id_from_attr"] = discriminator_loss(disc_id(attrs.detach()), emb_target)
+    out["total"] = out["loss"] + out["disc_attr_from_id"] + out["disc_id_from_attr"]
     return out
+
+
+class Objective(torch.nn.Module):
+    """NICE and its two code discriminators as one module whose forward is a step's losses: what the run's
+    Accelerator prepares (one DDP module across processes, one gradient average per step)."""
+
+    def __init__(self, cfg: NiceConfig, nice: NICE, disc_attr: CodeDiscriminator, disc_id: CodeDiscriminator) -> None:
+        super().__init__()
+        self.cfg, self.nice, self.disc_attr, self.disc_id = cfg, nice, disc_attr, disc_id
+
+    def forward(self, world: Frozen, w_a: torch.Tensor, w_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        return disentanglement_losses(self.cfg, self.nice, world, w_a, w_b, self.disc_attr, self.disc_id)
 
 
 def _models(cfg: NiceConfig, world: Frozen) -> tuple[NICE, CodeDiscriminator, CodeDiscriminator]:
@@ -137,35 +162,41 @@ def _models(cfg: NiceConfig, world: Frozen) -> tuple[NICE, CodeDiscriminator, Co
 
 
 def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
-    """Train (or resume) a NICE run; returns the last logged losses."""
+    """Train (or resume) a NICE run; returns the last logged losses. In N processes each draws the same global
+    batch of N x batch_size pairs and trains on its share, so the run follows a one-process run at the global
+    batch size."""
+    run = TrainingRun(cfg, resume, total_steps=cfg.steps)
     torch.manual_seed(cfg.seed)
-    world = Frozen(cfg)
+    world = Frozen(cfg, device=run.device)
     nice, disc_attr, disc_id = _models(cfg, world)
     opt = torch.optim.Adam(nice.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
     modules, optimizers = {"nice": nice, "disc_attr": disc_attr, "disc_id": disc_id}, {"n": opt, "d": opt_d}
+    run.restore(modules, optimizers)
+    objective, opt, opt_d = run.prepare(Objective(cfg, nice, disc_attr, disc_id), opt, opt_d)
     fixed = world.sample_w(8, torch.Generator().manual_seed(cfg.seed + 777))
-    with TrainingRun(cfg, resume, total_steps=cfg.steps) as run:
-        run.restore(modules, optimizers)
-        bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=cfg.name)
+    with run:
+        bar = tqdm(total=cfg.steps, initial=run.step, disable=not (progress and run.main), desc=cfg.name)
         t0, t0_step = time.time(), run.step
         while run.step < cfg.steps:
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
-            w_a, w_b = world.sample_w(cfg.batch_size, gen), world.sample_w(cfg.batch_size, gen)
-            out = disentanglement_losses(cfg, nice, world, w_a, w_b, disc_attr, disc_id)
+            gen = run.stream(run.step)
+            global_batch = cfg.batch_size * run.num_processes
+            z_a, z_b = (torch.randn(global_batch, world.G.z_dim, generator=gen) for _ in range(2))
+            w_a, w_b = world.map(run.shard(z_a)), world.map(run.shard(z_b))
+            with run.autocast():
+                out = objective(world, w_a, w_b)
             opt.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
-            out["loss"].backward(inputs=list(nice.parameters()))
-            (out["disc_attr_from_id"] + out["disc_id_from_attr"]).backward(
-                inputs=[*disc_attr.parameters(), *disc_id.parameters()])
+            run.backward(out["total"])
             opt.step()
             opt_d.step()
-            run.step = step = run.step + 1
-            run.report = {k: float(v.item()) for k, v in out.items()}
+            step = run.advance(cfg.batch_size)
+            run.report = run.mean_scalars({k: v.detach() for k, v in out.items() if k != "total"})
             bar.update(1)
             if step % cfg.log_every == 0:
-                run.log(step, **run.report, steps_per_s=(step - t0_step) / (time.time() - t0))
-            if step % cfg.sample_every == 0 or step == cfg.steps:
+                run.log(step, **run.report, steps_per_s=(step - t0_step) / (time.time() - t0),
+                        images_seen=run.images_seen)
+            if run.main and (step % cfg.sample_every == 0 or step == cfg.steps):
                 with torch.no_grad():  # rows: identity donors, attribute donors, mixes (A's identity, B's rest)
                     a, b = fixed[:4], fixed[4:]
                     grid = torch.cat([world.render(a), world.render(b), world.render(nice.mix(a, b))]).clamp(0, 1)
@@ -173,8 +204,8 @@ def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> 
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 run.save(step, "nice_training", modules, optimizers)
         bar.close()
-        if not run.report:  # resumed at its last step: the losses it logged there
-            run.report = {k: v for k, v in run.dir.logged(run.step).items() if k != "steps_per_s"}
+        if not run.report and run.main:  # resumed at its last step: the losses it logged there
+            run.report = {k: v for k, v in run.dir.logged(run.step).items() if k not in ("steps_per_s", "images_seen")}
         run.ship(nice, generator=cfg.generator)
     return run.report
 
@@ -192,9 +223,10 @@ def probe_leakage(cfg: NiceConfig, progress: bool = True) -> dict[str, float]:
     """Train fresh code discriminators against a fixed split (a NICE checkpoint, or raw W cut at id_dim) and report
     their held-out error relative to always predicting the mean (1.0 = nothing leaks, 0.0 = fully predictable)."""
     torch.manual_seed(cfg.seed)
-    world = Frozen(cfg)
-    nice = NICE.from_pretrained(cfg.nice) if cfg.nice else None
-    _, disc_attr, disc_id = _models(cfg, world)
+    device = single_device(cfg.device)
+    world = Frozen(cfg, device=device)
+    nice = NICE.from_pretrained(cfg.nice, device=device) if cfg.nice else None
+    _, disc_attr, disc_id = (m.to(device) for m in _models(cfg, world))
     opt = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
 
     def batch(seed: int, n: int):
@@ -219,7 +251,8 @@ def probe_leakage(cfg: NiceConfig, progress: bool = True) -> dict[str, float]:
 
 
 def _cli(argv: list[str] | None, probe: bool) -> int:
-    from core.config import load_config, parse_overrides
+    from core.config import USER_ERRORS, load_config, one_line, parse_overrides
+    from core.hub import HubError
     name = "train-discriminators" if probe else "train-disentanglement"
     p = argparse.ArgumentParser(prog=name, description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML config under configs/")
@@ -233,11 +266,12 @@ def _cli(argv: list[str] | None, probe: bool) -> int:
             overrides["ship"] = True
         cfg = load_config(NiceConfig, args.config, overrides)
         report = probe_leakage(cfg) if probe else train_nice(cfg, resume=args.resume)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (*USER_ERRORS, HubError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    for key, value in report.items():
-        print(f"{key:>32}: {value:.4f}")
+    if launch_rank() == 0:
+        for key, value in report.items():
+            print(f"{key:>32}: {value:.4f}")
     return 0
 
 

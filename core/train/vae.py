@@ -79,42 +79,48 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
             one = replace(cfg, betas="", beta=beta, name=f"{cfg.name}_beta{tag}", ship_to=ship)
             report = {**report, **{f"beta{tag}/{k}": v for k, v in train_vae(one, resume, progress).items()}}
         return report
+    run = TrainingRun(cfg, resume)
     torch.manual_seed(cfg.seed)
     model = VAE(cfg.dim_z, cfg.architecture, cfg.width, cfg.variational)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train = SynthFacesDataset(cfg.train_identities, cfg.per_identity, SIDE, seed=cfg.seed)
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, SIDE, seed=cfg.seed + 999,
                             first_identity=VAL_FIRST_IDENTITY)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    fixed = val.images[:16]
-    noise = torch.randn(16, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed))
-    with TrainingRun(cfg, resume, total_steps=steps_per_epoch * cfg.epochs) as run:
-        run.restore({"model": model}, {"opt": opt})
+    images = torch.utils.data.TensorDataset(train.images)
+    steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * run.num_processes))
+    run.total_steps = run.step + steps_per_epoch * (cfg.epochs - (run.meta["epoch"] + 1 if "epoch" in run.meta else 0))
+    fixed = val.images[:16].to(run.device)
+    noise = torch.randn(16, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(run.device)
+    run.restore({"model": model}, {"opt": opt})
+    trained, opt = run.prepare(model, opt)
+    torch.manual_seed(cfg.seed + 7919 * run.rank)  # each process draws its own reparameterisation noise
+    with run:
         start_epoch = run.meta["epoch"] + 1 if "epoch" in run.meta else 0
         for epoch in range(start_epoch, cfg.epochs):
-            model.train()
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-            t0 = time.time()
-            bar = tqdm(range(steps_per_epoch), disable=not progress, desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}")
-            for i in bar:
-                x = train.images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+            trained.train()
+            t0, seen = time.time(), 0
+            bar = tqdm(run.loader(images, cfg.batch_size, epoch), disable=not (progress and run.main),
+                       desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}")
+            for (x,) in bar:
                 if len(x) < 2:  # BatchNorm needs two samples
                     continue
-                loss, bce, kl = vae_loss(x, model(x), cfg.beta)
+                with run.autocast():
+                    loss, bce, kl = vae_loss(x, trained(x), cfg.beta)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                run.backward(loss)
                 opt.step()
-                run.step += 1
+                run.advance(len(x))
+                seen += len(x) * run.num_processes
                 if run.step % cfg.log_every == 0:
-                    posterior = {"kl": kl.item()} if model.variational else {}
-                    run.log(run.step, loss=loss.item(), bce=bce.item(), **posterior,
-                            images_per_s=(i + 1) * cfg.batch_size / (time.time() - t0))
-                    bar.set_postfix(loss=f"{loss.item():.1f}")
-            run.report = evaluate(model, val.images, cfg.beta)
-            run.log(run.step, epoch=epoch, **run.report)
-            with torch.no_grad():
-                grid = torch.cat([fixed, model(fixed, sample=False).recon, model.decode(noise)])
-            save_grid(grid, run.samples / f"{run.step:08d}.png", 16)
+                    scalars = run.mean_scalars({"loss": loss, "bce": bce, **({"kl": kl} if model.variational else {})})
+                    run.log(run.step, **scalars, images_per_s=seen / (time.time() - t0), images_seen=run.images_seen)
+                    bar.set_postfix(loss=f"{scalars['loss']:.1f}")
+            if run.main:
+                run.report = evaluate(model, val.images.to(run.device), cfg.beta)
+                run.log(run.step, epoch=epoch, **run.report)
+                with torch.no_grad():
+                    grid = torch.cat([fixed, model(fixed, sample=False).recon, model.decode(noise)])
+                save_grid(grid.cpu(), run.samples / f"{run.step:08d}.png", 16)
             run.save(run.step, "vae_training", {"model": model}, {"opt": opt}, epoch=epoch)
         run.ship(model, dtype=torch.float16 if cfg.ship_half else None,
                  evaluation=f"{cfg.val_identities} held-out identities x {cfg.val_per_identity} images at {SIDE} px")
