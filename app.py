@@ -20,8 +20,9 @@ from typing import Optional
 import gradio as gr
 
 from apps import face_mixing, latent_sliders, vae_lab, vp_metric
-from apps.common import MAX_FILE_SIZE, launch_parser, on_space, page_or_note, resolve_device
+from apps.common import MAX_FILE_SIZE, launch_parser, on_space, page_or_note
 from apps.monitor_proxy import PREFIX, MonitorProcess, proxy_routes
+from core.devices import resolve_device
 
 # One tab per page; each page module declares the model-set roles it needs (ROLES) and uses when present (OPTIONAL).
 PAGES = [face_mixing, latent_sliders, vp_metric, vae_lab]

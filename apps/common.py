@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 
 from core.config import short
+from core.devices import resolve_device
 
 ENV = {"models": "LATENT_LAB_MODELS", "device": "LATENT_LAB_DEVICE", "runs": "LATENT_LAB_RUNS"}
 MAX_SEED = 2 ** 32 - 1
@@ -94,16 +95,6 @@ def gpu(fn: Callable) -> Callable:
     except ImportError:
         return fn
     return spaces.GPU(fn)
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is present, else 'cpu'."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def load_errors() -> tuple[type[BaseException], ...]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.train.runs import (MetricsTail, Section, config_table, downsample, list_runs, read_config, read_sample,
+from core.train.runs import (MetricsTail, Section, config_table, downsample, list_runs, run_config, read_sample,
                              sample_steps, sections, smooth, summarise)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "runs"
@@ -133,7 +133,7 @@ def latest_samples(runs: dict[str, Path]) -> None:
 
 
 def configs(runs: dict[str, Path]) -> None:
-    keys, columns, differ = config_table({name: read_config(run) for name, run in runs.items()})
+    keys, columns, differ = config_table({name: run_config(run) for name, run in runs.items()})
     if not keys:
         st.caption("no config.yaml")
         return

@@ -27,7 +27,7 @@ from core.models import load_models
 
 def browser_times(url: str, updates: int) -> list[float]:
     """Sorted ms from an arrow-key press on the first direction's slider to a changed "after" image."""
-    from apps.screenshots import AFTER_SRC as after, chromium
+    from tools.screenshots import AFTER_SRC as after, chromium
     out = []
     with chromium(1280, 720) as page:
         page.goto(url, timeout=60_000)

@@ -65,8 +65,11 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**{k: _coerce(v, hints.get(k), k) for k, v in data.items()})
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
-    """Defaults of `cls`, updated by the YAML file at `path`, then by `overrides` (e.g. from the command line)."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                known_only: bool = False) -> T:
+    """Defaults of `cls`, updated by the YAML file at `path`, then by `overrides` (e.g. from the command line).
+    With `known_only` the file's keys that `cls` does not know are skipped (a report that reads its part of a
+    training recipe); otherwise they are refused."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -77,6 +80,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
             raise ValueError(f"{path} must hold a mapping of config keys")
         data.update(loaded)
     data.update(overrides or {})
+    if known_only:
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
     return from_dict(cls, data)
 
 

@@ -18,7 +18,7 @@ from core.metrics.ssim import ssim
 
 
 @dataclass
-class Projection:
+class Inversion:
     w: torch.Tensor  # [1, w_dim]
     image: torch.Tensor  # [3, H, W] in [0, 1], the generated face
     losses: list[float] = field(default_factory=list)  # total loss per step
@@ -39,7 +39,7 @@ def _perceptual() -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Ten
 
 def project(G: torch.nn.Module, target: torch.Tensor, identity: Optional[torch.nn.Module] = None, steps: int = 100,
             lr: float = 0.05, starts: int = 8, weights: tuple[float, float, float] = (1.0, 1.0, 1.0), seed: int = 0,
-            callback: Optional[Callable[[int, int], None]] = None) -> Projection:
+            callback: Optional[Callable[[int, int], None]] = None) -> Inversion:
     """w whose image matches `target` ([3, H, W] in [0, 1] at the generator's resolution, FFHQ-aligned)."""
     side = G.img_resolution
     if target.ndim != 3 or tuple(target.shape) != (3, side, side):
@@ -81,4 +81,4 @@ def project(G: torch.nn.Module, target: torch.Tensor, identity: Optional[torch.n
     w = w.detach()
     with torch.no_grad():
         image = G.images_from_w(w).clamp(0, 1)[0].cpu()
-    return Projection(w, image, losses, name)
+    return Inversion(w, image, losses, name)

@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from core.checkpoints import Pretrained
+from core.metrics.ssim import ssim
 from core.synthfaces.factors import factor_index
 
 SIDE = 45
+VAL_FIRST_IDENTITY = 2_000_000  # the validation split's first identity: identities no training set uses
 INPUT = SIDE * SIDE * 3
 ARCHITECTURES = ("mlp", "conv")
 
@@ -103,6 +105,28 @@ def vae_loss(images: torch.Tensor, out: VAEOutput,
     return bce + beta * kl, bce, kl
 
 
+@torch.no_grad()
+def evaluate_vae(model: VAE, images: torch.Tensor, beta: float, batch: int = 500) -> dict[str, float]:
+    """Validation: negative ELBO (BCE + KL, nats per image), its terms, the beta-weighted loss and mean SSIM.
+
+    An autoencoder has no posterior, so it gets no ELBO or KL: its loss is the reconstruction BCE alone."""
+    model.eval()
+    total = {"bce": 0.0, "kl": 0.0, "ssim": 0.0}
+    for start in range(0, len(images), batch):
+        x = images[start:start + batch]
+        out = model(x, sample=True)
+        _, bce, kl = vae_loss(x, out, beta)
+        total["bce"] += bce.item() * len(x)
+        total["kl"] += kl.item() * len(x)
+        total["ssim"] += ssim(model(x, sample=False).recon, x).sum().item()
+    n = len(images)
+    bce, kl = total["bce"] / n, total["kl"] / n
+    if not model.variational:
+        return {"val_bce": bce, "val_loss": bce, "val_ssim": total["ssim"] / n}
+    return {"val_neg_elbo": bce + kl, "val_bce": bce, "val_kl": kl, "val_loss": bce + beta * kl,
+            "val_ssim": total["ssim"] / n}
+
+
 def prepare_images(images: torch.Tensor) -> torch.Tensor:
     """Any [B, 3, H, W] images in [0, 1] -> the VAE's 45x45 (area-averaged, so small faces stay sharp)."""
     if images.ndim != 4 or images.shape[1] != 3:
@@ -170,7 +194,6 @@ class VAEEditor:
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstructions, SSIM to the input) of any [B, 3, H, W] images in [0, 1], at 45x45."""
-        from core.metrics.ssim import ssim
         x = prepare_images(images).to(self.device)
         recon = self.model(x, sample=False).recon
         return recon.cpu(), ssim(recon, x).cpu()

@@ -1,10 +1,19 @@
-"""Shared fixtures: small generator configs that build and run fast on a 2-core CPU."""
+"""Shared fixtures: small generator configs that build and run fast on a 2-core CPU, and the kill-and-resume
+harness every training loop's test uses."""
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
 
 torch.set_num_threads(2)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -25,3 +34,29 @@ def tiny_generator():
     from core.stylegan3 import Generator
     torch.manual_seed(0)
     return Generator(**tiny_kwargs()).eval()
+
+
+def kill_after_checkpoints(loop: str, sets: list[str], run_dir: Path, checkpoints: int = 2,
+                           timeout: float = 180) -> dict:
+    """Start `python -m core.train <loop> --set ...` (one thread), SIGKILL it once its run holds `checkpoints`
+    complete checkpoints, and return the newest one's metadata (what a resume continues from)."""
+    from core.train.rundir import RunDir
+    cmd = [sys.executable, "-m", "core.train", loop, "--set", *sets]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = RunDir(run_dir)
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(run.checkpoint_paths() if run.checkpoints.exists() else []) < checkpoints:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run.checkpoint_paths(), "no checkpoint before the kill"
+    return json.loads(run.checkpoint_paths()[-1].with_suffix(".json").read_text())
+
+
+def resume_in_a_process(loop: str, sets: list[str]) -> None:
+    """`python -m core.train <loop> --resume --set ...` to its end (one thread), which must succeed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "core.train", loop, "--resume", "--set", *sets], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -22,7 +22,7 @@ SMALL = dict(log_every=1, device="cpu")
 def configs(root: Path, generator: Path) -> dict[str, RunConfig]:
     """One tiny config per loop, each a run folder under `root`; the NICE trains on the generator at `generator`."""
     from core.train.analyzer import AnalyzerConfig
-    from core.train.distill import DistillConfig
+    from core.train.distill_config import DistillConfig
     from core.train.gan import GanConfig
     from core.train.nice import NiceConfig
     from core.train.vae import VaeConfig

@@ -168,32 +168,14 @@ def test_config_refuses_unknown_keys_and_wrong_types(tmp_path):
 
 def test_killed_run_resumes_from_its_last_checkpoint_on_the_same_schedule(tmp_path):
     import math
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    from tests.conftest import kill_after_checkpoints, resume_in_a_process
     sets = ["name=k", f"runs_dir={tmp_path}", "train_identities=10", "per_identity=4", "val_identities=4",
             "val_per_identity=2", "width=8", "hidden=32", "embed_dim=16", "batch_size=8", "epochs=12", "lr=0.001",
             "log_every=1", "ship_to=''"]
-    cmd = [sys.executable, "-m", "core.train", "analyzer", "--set", *sets]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert kill_after_checkpoints("analyzer", sets, tmp_path / "k", timeout=120)["epoch"] < 11
+    resume_in_a_process("analyzer", sets)
     run = RunDir(tmp_path / "k")
-    deadline = time.time() + 120
-    while len(run.checkpoint_paths()) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert run.checkpoint_paths(), "no checkpoint before the kill"
-    killed_at = json.loads(run.checkpoint_paths()[-1].with_suffix(".json").read_text())["epoch"]
-    assert killed_at < 11
-    done = subprocess.run(cmd[:4] + ["--resume", "--set", *[s for s in sets if not s.startswith("epochs")],
-                                     "epochs=12"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if "epoch" in x] == list(range(12))
     steps = [x["step"] for x in lines if "loss" in x]

@@ -17,7 +17,7 @@ import pytest
 
 import app
 from apps.monitor_proxy import free_port
-from apps.screenshots import chromium, chromium_path
+from tools.screenshots import chromium, chromium_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

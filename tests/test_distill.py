@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +14,14 @@ from core.synthfaces.factors import FACTOR_NAMES, GLASSES_PROBS, glasses_kind, s
 from core.synthfaces.latent import (GLASSES_CUTS_Z, GLASSES_MIDDLES_Z, LATENT_NAMES, Z_DIM, factors_from_z,
                                     glasses_cut_distance, z_from_factors)
 from core.synthfaces.render import render
-from core.train import distill
-from core.train.distill import (DistillConfig, build_generator, feature_loss, glasses_map, step_latents, targets,
-                                train_distill)
+from core.synthfaces.latent import targets
+from core.train import distill_config
+from core.train.distill import step_latents, train_distill
+from core.train.distill_config import DistillConfig
+from core.train.distill_losses import feature_loss, glasses_map
+from core.train.distill_start import build_generator
 from core.train.rundir import RunDir
+from tests.conftest import kill_after_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(resolution=32, w_dim=32, channel_base=256, channel_max=16, num_layers=3, margin_size=2, batch_size=8,
@@ -134,17 +133,9 @@ def test_a_tiny_distillation_learns_and_ships(tmp_path):
 def test_a_killed_distillation_resumes_exactly(tmp_path):
     args = [f"{k}={v}" for k, v in {**TINY, "runs_dir": str(tmp_path), "steps": 40, "eval_images": 0,
                                     "checkpoint_every": 3, "sample_every": 100}.items()]
-    cmd = [sys.executable, "-m", "core.train", "distill", "--set", "name=killed", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    run = RunDir(tmp_path / "killed")
-    deadline = time.time() + 120
-    while time.time() < deadline and (len(run.checkpoint_paths()) < 2 if run.checkpoints.exists() else True):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = json.loads(run.checkpoint_paths()[-1].with_suffix(".json").read_text())["step"]
+    killed_at = kill_after_checkpoints("distill", ["name=killed", *args], tmp_path / "killed", timeout=120)["step"]
     assert 0 < killed_at < 40
+    run = RunDir(tmp_path / "killed")
     torch.set_num_threads(1)  # as the killed process ran: another thread count changes the float path
     try:
         train_distill(tiny(tmp_path, "killed", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
@@ -215,9 +206,9 @@ def test_the_readme_try_it_commands_never_touch_the_shipped_checkpoints(tmp_path
                  "checkpoint_every=2"]
     assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--set", *tiny_sets,
                  "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
-    assert main(["gan", "--config", str(ROOT / "configs/gan_synthfaces64_cpu.yaml"), "--set", *tiny_sets,
+    assert main(["gan", "--config", str(ROOT / "configs/gan_synthfaces64.yaml"), "--set", *tiny_sets,
                  "name=gan_try", "channel_base=256", "channel_max=16", "d_channel_base=256", "d_channel_max=16",
-                 "batch_size=4", "mbstd_group=2"]) == 0
+                 "batch_size=4", "mbstd_group=2", "num_layers=3", "margin_size=2", "num_fp16_res=0"]) == 0
     assert main(["distill", "--config", str(ROOT / "configs/distill_synthfaces64.yaml"), "--ship", "--set", *tiny_sets,
                  "name=empty_ship", "ship_to=", "channel_base=256", "channel_max=16", "batch_size=2"]) == 0
     assert snapshot() == before
@@ -306,7 +297,7 @@ def test_the_analyzer_terms_join_at_their_step(tmp_path):
 def test_the_edge_term_measures_lost_sharpness_and_joins_the_loss(tmp_path):
     import torch.nn.functional as F
 
-    from core.train.distill import edge_loss, targets
+    from core.train.distill_losses import edge_loss
     real = targets(torch.randn(8, Z_DIM, generator=torch.Generator().manual_seed(4)), 64)[0]
     blurred = F.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)
     shifted = (real + 0.1).clamp(0, 1)  # a brightness change keeps the edges
@@ -320,7 +311,7 @@ def test_the_edge_term_measures_lost_sharpness_and_joins_the_loss(tmp_path):
 
 
 def test_the_pixel_distance_is_l1_or_squared_l2_at_every_scale(tmp_path):
-    from core.train.distill import pixel_loss
+    from core.train.distill_losses import pixel_loss
     g = torch.Generator().manual_seed(2)
     a, b = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
     assert pixel_loss(a, b, [1], "l1") == pytest.approx(float((a - b).abs().mean()))
@@ -333,7 +324,7 @@ def test_the_pixel_distance_is_l1_or_squared_l2_at_every_scale(tmp_path):
 
 def test_the_feature_term_counts_errors_on_the_eyes_and_mouth_not_the_background(tmp_path):
     from core.synthfaces.render import LANDMARK_NAMES
-    from core.train.distill import feature_loss, feature_map, targets
+    from core.train.distill_losses import feature_loss, feature_map
     real, landmarks, _ = targets(torch.randn(4, Z_DIM, generator=torch.Generator().manual_seed(6)), 64)
     weight = feature_map(landmarks, 64, 0.05)
     pupil = landmarks[:, LANDMARK_NAMES.index("left_pupil")].round().long()
@@ -410,7 +401,7 @@ def test_bf16_auxiliary_networks_leave_the_generator_in_float32_and_still_learn(
 def test_auto_precision_uses_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, native):
     """aux_precision=auto: bfloat16 autocast on a CPU with native bfloat16, float32 on one that would emulate it
     (12x slower steps), so the shipped config trains at full speed on both kinds of machine."""
-    monkeypatch.setattr(distill, "native_bf16", lambda: native)
+    monkeypatch.setattr(distill_config, "native_bf16", lambda: native)
     x = torch.ones(2, 2)
     with tiny(tmp_path, "auto", aux_precision="auto").aux_autocast():
         assert (x @ x).dtype == (torch.bfloat16 if native else torch.float32)
@@ -421,7 +412,7 @@ def test_auto_precision_uses_bfloat16_only_where_the_cpu_computes_it(tmp_path, m
 def test_a_landmark_conditioned_discriminator_reads_the_targets_landmark_map(tmp_path):
     """With d_landmarks, D sees a fourth channel: bumps on the target's true eye, nose and mouth landmarks, the same
     for the rendered face and the generated one (so it can judge whether the features are in their places)."""
-    from core.train.distill import discriminator_input, feature_map, targets
+    from core.train.distill_losses import discriminator_input, feature_map
     z = torch.randn(2, Z_DIM, generator=torch.Generator().manual_seed(0))
     real, landmarks, _ = targets(z, 32)
     condition = feature_map(landmarks, 32, 0.05)

@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +16,7 @@ from core.synthfaces import render_faces
 from core.train.ema import update_ema
 from core.train.gan import GanConfig, blur, r1_penalty, train_gan
 from core.train.rundir import RunDir
+from tests.conftest import kill_after_checkpoints, resume_in_a_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(resolution=32, z_dim=16, w_dim=16, channel_base=256, channel_max=16, num_layers=3, margin_size=2,
@@ -150,21 +146,9 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     sets = [f"{k}={v}" for k, v in {**TINY, "name": "k", "runs_dir": str(tmp_path), "steps": 16,
                                      "eval_images": 0, "ship_to": "''"}.items()]
-    cmd = [sys.executable, "-m", "core.train", "gan", "--set", *sets]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "true"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert kill_after_checkpoints("gan", sets, tmp_path / "k")["step"] < 16
+    resume_in_a_process("gan", sets)
     run = RunDir(tmp_path / "k")
-    deadline = time.time() + 180
-    while len(run.checkpoint_paths()) < 2 and time.time() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert run.checkpoint_paths(), "no checkpoint before the kill"
-    killed_at = json.loads(run.checkpoint_paths()[-1].with_suffix(".json").read_text())["step"]
-    assert killed_at < 16
-    done = subprocess.run(cmd[:4] + ["--resume", "--set", *sets], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
     assert [x["step"] for x in metrics(run) if "loss_d" in x] == list(range(1, 17))
     assert json.loads((run.path / "status.json").read_text())["state"] == "finished"
 

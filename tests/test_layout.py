@@ -1,10 +1,13 @@
-"""The dependency map: no import cycle among the modules, and core/ never imports the UI (apps/, Gradio, Streamlit)."""
+"""The dependency map (docs/architecture.md): no import cycle, imports go down the layers only. core/ never imports
+the UI (apps/, Gradio, Streamlit) or the tools; apps never import app.py; reports never import training loops;
+metrics never load checkpoints."""
 from __future__ import annotations
 
 import ast
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -67,6 +70,29 @@ def test_publishing_sits_above_the_loader():
     assert not any(m.startswith("core.train") or m == "core.publish" for m in everywhere["core.hub"])
     users = sorted(name for name, deps in everywhere.items() if "core.publish" in deps)
     assert users == [], users
+
+
+def _importers(folder: str, forbidden: Callable[[str], bool]) -> list[str]:
+    """Files under `folder` that import (anywhere in the file) a module for which `forbidden` is true."""
+    return sorted(f"{path.relative_to(ROOT)}: {m}" for path in (ROOT / folder).rglob("*.py")
+                  for m in imports(path, top_level_only=False) if forbidden(m))
+
+
+def test_core_never_imports_the_tools_and_apps_never_import_the_app():
+    assert not _importers("core", lambda m: m.split(".")[0] == "tools")
+    assert not _importers("apps", lambda m: m == "app" or m.startswith("app.") or m.split(".")[0] == "tools")
+
+
+def test_reports_never_import_training_loops():
+    assert not _importers("core/reports", lambda m: m == "core.train" or m.startswith("core.train."))
+
+
+def test_metrics_never_load_checkpoints():
+    """A metric takes samplers, codes and models; what loads them (hub, models, spaces, world, checkpoints, the
+    analyzer loader) sits above it."""
+    loaders = ("core.hub", "core.models", "core.spaces", "core.world", "core.checkpoints",
+               "core.analysis.load_analyzer")
+    assert not _importers("core/metrics", lambda m: m in loaders or m.startswith(tuple(f"{x}." for x in loaders)))
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (requirements-dev.txt installs it)")

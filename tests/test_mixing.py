@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from apps import face_mixing
-from apps.screenshots import chromium, chromium_path
+from tools.screenshots import chromium, chromium_path
 from core.imaging import to_pil
 from core.mixing import FaceInputError, FaceMixer, load_face_image
 from core.synthfaces import render_faces

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from apps.monitor_proxy import free_port
-from apps.screenshots import chromium, chromium_path
+from tools.screenshots import chromium, chromium_path
 from core.imaging import save_grid
 from core.train.runs import MetricsTail, config_table, downsample, list_runs, run_status, sample_steps, smooth
 

@@ -1,11 +1,11 @@
-"""apps.screenshots: the README's pictures are taken from the running suite, in a real browser."""
+"""tools.screenshots: the README's pictures are taken from the running suite, in a real browser."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from apps.screenshots import chromium_path, take
+from tools.screenshots import chromium_path, take
 
 
 def test_unknown_pages_are_refused_before_anything_starts(tmp_path):

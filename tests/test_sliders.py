@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from apps import latent_sliders
-from apps.screenshots import AFTER_SRC, chromium, chromium_path
+from tools.screenshots import AFTER_SRC, chromium, chromium_path
 from core.checkpoints import save_checkpoint
 from core.directions import (Editor, apply, directions, editor_from, fit_direction, for_generator, load_directions,
                              nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
@@ -193,7 +193,7 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
 def test_the_distilled_generator_gets_directions_from_the_exact_factors_of_z(tiny_g):
     from core.synthfaces import factor_index
     from core.synthfaces.latent import factors_from_z
-    from core.train.distill import DistillConfig
+    from core.train.distill_config import DistillConfig
     from tests.test_distill import TINY
     torch.manual_seed(0)
     G = Generator(**DistillConfig(name="t", **TINY).generator_kwargs()).eval()

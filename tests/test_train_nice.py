@@ -13,6 +13,7 @@ from core.publish import export_run
 from core.stylegan3 import Generator
 from core.train.nice import NiceConfig, train_discriminators, train_disentanglement, train_nice
 from core.train.rundir import RunDir
+from core.world import WorldConfig
 from tests.conftest import tiny_kwargs
 
 
@@ -62,7 +63,7 @@ def test_console_commands(tmp_path, capsys):
 
 def test_mix_scores_tell_which_donor_a_mix_resembles(tmp_path):
     from core.metrics.identity import mix_scores, split_w_mix
-    from core.train.nice import Frozen
+    from core.world import Frozen
     g = tiny_generator(tmp_path)
     world = Frozen(NiceConfig(generator=str(g)))
     take_a = mix_scores(world.sample_w, world.render, world.analyzer, lambda a, b: a, pairs=32)
@@ -81,7 +82,7 @@ def test_w_versus_nice_report(tmp_path):
     for p in nice.parameters():  # a non-trivial (untrained) bijection
         torch.nn.init.normal_(p, std=0.1)
     path = nice.save_pretrained(tmp_path / "nice")
-    cfg = NiceConfig(generator=str(g), id_dim=5, disc_hidden=16, disc_steps=5, batch_size=8)
+    cfg = WorldConfig(generator=str(g), id_dim=5, disc_hidden=16, disc_steps=5, batch_size=8)
     result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False, faces="dlib")
     assert set(result["spaces"]) == {"W", "NICE"} and "hair_colour" in result["dci_factors"]
     for space in result["spaces"].values():
@@ -140,14 +141,14 @@ def test_mixes_are_scored_against_the_true_mix_on_the_distilled_generator():
 def test_the_nice_report_uses_exact_factors_and_the_true_mix_on_a_distilled_generator(tmp_path):
     from core.reports import nice as nice_report
     from core.synthfaces import FACTOR_NAMES
-    from core.train.distill import DistillConfig
+    from core.train.distill_config import DistillConfig
     from tests.test_distill import TINY
     torch.manual_seed(0)
     G = Generator(**DistillConfig(name="t", **TINY).generator_kwargs())
     g = G.save_pretrained(tmp_path / "g")
     nice = NICE(32, 12, hidden=32, depth=2)
     path = nice.save_pretrained(tmp_path / "nice")
-    cfg = NiceConfig(generator=str(g), id_dim=12, disc_hidden=16, disc_steps=5, batch_size=8)
+    cfg = WorldConfig(generator=str(g), id_dim=12, disc_hidden=16, disc_steps=5, batch_size=8)
     with pytest.raises(ValueError, match="samples must be at least 40"):
         nice_report.report(cfg, str(path), samples=39, pairs=16, progress=False)
     result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)

@@ -130,8 +130,8 @@ def test_the_autoencoder_baseline_is_deterministic_and_has_no_logvar_head():
     assert torch.equal(out_a.recon, out_b.recon) and torch.equal(out_a.logvar, torch.zeros_like(out_a.mu))
     assert ae.logvar is None and "logvar.weight" not in ae.state_dict()
     assert ae.init_kwargs["variational"] is False
-    from core.train.vae import evaluate
-    report = evaluate(ae, torch.rand(4, 3, 45, 45), beta=1.0)
+    from core.vae import evaluate_vae
+    report = evaluate_vae(ae, torch.rand(4, 3, 45, 45), beta=1.0)
     assert set(report) == {"val_bce", "val_loss", "val_ssim"} and report["val_loss"] == report["val_bce"] > 0
 
 

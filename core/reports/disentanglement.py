@@ -47,7 +47,7 @@ class Space:
     vp: Optional[Callable[[], Any]] = None  # -> core.metrics.vp.LatentSpace
 
 
-def sample_factors(n: int, rng: np.random.Generator) -> np.ndarray:
+def draw_factors(n: int, rng: np.random.Generator) -> np.ndarray:
     """Factors as the world draws them (through the distilled generator's latent map)."""
     return factors_from_z(torch.from_numpy(rng.standard_normal((n, Z_DIM))).float()).numpy().astype(np.float64)
 
@@ -121,7 +121,7 @@ def spaces(models: str = "embedded") -> dict[str, Space]:
 def space_dci(codes: Callable[[np.ndarray], np.ndarray], sizes: dict[str, int], rng: np.random.Generator,
               seed: int = 0) -> DCIReference:
     """disentanglement_lib's DCI of a space on fresh train and test factors (the card's first draw from rng)."""
-    f_tr, f_te = sample_factors(sizes["dci_train"], rng), sample_factors(sizes["dci_test"], rng)
+    f_tr, f_te = draw_factors(sizes["dci_train"], rng), draw_factors(sizes["dci_test"], rng)
     return dci_reference(codes(f_tr), f_tr, codes(f_te), f_te, seed=seed)
 
 
@@ -132,15 +132,15 @@ def score(space: Space, sizes: dict[str, int], vp_preset: Optional[str] = "inter
     codes = space.codes
     start = time.time()
     d = space_dci(codes, sizes, rng, seed)
-    f_mig = sample_factors(max(sizes["mig"], sizes["sap"]), rng)
+    f_mig = draw_factors(max(sizes["mig"], sizes["sap"]), rng)
     c_mig = codes(f_mig)
     row: dict[str, Any] = {
         "dci_disentanglement": d.disentanglement, "dci_completeness": d.completeness,
         "dci_informativeness": d.informativeness_test, "mig": mig(c_mig[:sizes["mig"]], f_mig[:sizes["mig"]]),
         "sap": sap(c_mig[:sizes["sap"]], f_mig[:sizes["sap"]]),
-        "factor_vae": factor_vae_score(codes, sample_factors, NUM_FACTORS, sizes["batch"], sizes["votes_train"],
+        "factor_vae": factor_vae_score(codes, draw_factors, NUM_FACTORS, sizes["batch"], sizes["votes_train"],
                                        sizes["votes_eval"], sizes["variance"], seed=seed)["eval_accuracy"],
-        "beta_vae": beta_vae_score(codes, sample_factors, NUM_FACTORS, sizes["batch"], sizes["votes_train"],
+        "beta_vae": beta_vae_score(codes, draw_factors, NUM_FACTORS, sizes["batch"], sizes["votes_train"],
                                    sizes["votes_eval"], seed=seed)["eval_accuracy"],
         "vp": None,
     }

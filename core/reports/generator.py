@@ -26,8 +26,7 @@ from core.metrics.fd import FeatureModelUnavailable, analysis_features, frechet_
 from core.metrics.fidelity import fidelity, glasses_breakdown
 from core.metrics.ppl import analyzer_distance, ppl
 from core.reports import write_report
-from core.synthfaces.latent import Z_DIM, glasses_cut_distance
-from core.train.distill import eval_latents, targets
+from core.synthfaces.latent import Z_DIM, eval_latents, glasses_cut_distance, targets
 
 CONTACT_SHEET = 16  # faces on the contact sheet: two rows of rendered faces, each above its generated row
 GOALS = {  # metric: (goal, higher is better)
@@ -39,7 +38,7 @@ GOALS = {  # metric: (goal, higher is better)
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, z: torch.Tensor, batch: int = 100) -> torch.Tensor:
+def draw_faces(G: torch.nn.Module, z: torch.Tensor, batch: int = 100) -> torch.Tensor:
     return torch.cat([((G(z[s:s + batch], noise_mode="const") + 1) / 2).clamp(0, 1) for s in range(0, len(z), batch)])
 
 
@@ -54,7 +53,7 @@ def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, s
                          f"SynthFaces factor), so it has no targets to compare with")
     z = eval_latents(samples, seed)
     real, landmarks, factors = targets(z, G.img_resolution)
-    fake = generate(G, z)
+    fake = draw_faces(G, z)
     read_real, read_fake = analyze(analyzer, real), analyze(analyzer, fake)
     out: dict[str, Any] = {"samples": samples, **fidelity(fake, real, landmarks, factors, read_fake, read_real)}
     out["glasses"] = glasses_breakdown(read_fake, read_real, factors, glasses_cut_distance(z))

@@ -26,7 +26,7 @@ from core.nice import NICE
 from core.reports import write_figure, write_report
 from core.synthfaces import FACTOR_NAMES
 from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled
-from core.train.nice import Frozen, NiceConfig, probe_leakage
+from core.world import Frozen, WorldConfig, probe_leakage
 
 RELIABLE_MAE = 0.1  # DCI uses the factors the analyzer reads to within this mean absolute error (its own report)
 
@@ -84,7 +84,7 @@ def real_face_distances(world: Frozen, mix, backend, pairs: int, seed: int = 321
             "same_person_rate": d.same_person_rate, "pairs_with_faces": d.pairs}
 
 
-def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 256,
+def report(cfg: WorldConfig, nice_path: str, samples: int = 2000, pairs: int = 256,
            progress: bool = True, faces: Optional[str] = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The W-vs-NICE numbers, and the arrays the PCA plots need; with `faces` (a real-face backend name) also the
     face-recognition distances of the mixes."""
@@ -108,7 +108,7 @@ def report(cfg: NiceConfig, nice_path: str, samples: int = 2000, pairs: int = 25
         scores = mix_scores(world.sample_w, world.render, world.analyzer, mixers[space], pairs=pairs)
         cut = len(code) * 3 // 4  # disentanglement_lib's way: classifiers fit on one part, accuracy on the rest
         d = dci_reference(code[:cut], factors[:cut][:, cols], code[cut:], factors[cut:][:, cols])
-        leak = probe_leakage(replace(cfg, nice=str(nice_path) if space == "NICE" else ""), progress=progress)
+        leak = probe_leakage(cfg, str(nice_path) if space == "NICE" else "", progress=progress)
         out["spaces"][space] = {
             "similarity_to_identity_donor": scores.to_identity_donor,
             "similarity_to_attribute_donor": scores.to_attribute_donor,
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faces", help="also score mixes with a real-face backend (dlib, insightface:ROOT): real sets")
     args = p.parse_args(argv)
     try:
-        cfg = load_config(NiceConfig, args.config, {})
+        cfg = load_config(WorldConfig, args.config, known_only=True)  # its part of the NICE recipe
         result, arrays = report(cfg, args.nice, args.samples, args.pairs, faces=args.faces)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

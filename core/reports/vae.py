@@ -18,8 +18,8 @@ import torch
 from core.imaging import save_grid
 from core.metrics.ssim import ssim, ssim_map
 from core.synthfaces.factors import factor_index
-from core.vae import (EDIT_ATTRIBUTES, VAE, attribute_direction, edit, has_attribute, interpolate, latent_means,
-                      random_faces)
+from core.vae import (EDIT_ATTRIBUTES, VAE, VAL_FIRST_IDENTITY, attribute_direction, edit, evaluate_vae,
+                      has_attribute, interpolate, latent_means, random_faces)
 
 
 @torch.no_grad()
@@ -93,7 +93,6 @@ def edit_strip(model: VAE, images: torch.Tensor, direction: torch.Tensor, streng
 def run_workflow(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, factors: torch.Tensor, out: Path,
                  strength: float = 1.5) -> dict:
     """Write every grid and plot of the notebook to `out` and return the report (SSIM, edit success)."""
-    from core.train.vae import evaluate
     out.mkdir(parents=True, exist_ok=True)
     grid, scores = reconstructions(model, images[:12])
     save_grid(grid, out / "reconstructions.png", 12)
@@ -104,7 +103,7 @@ def run_workflow(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, fa
     scatter(pca_2d(codes), factors, "PCA of latent means").write_html(out / "pca.html", include_plotlyjs="cdn")
     scatter(tsne_2d(codes[:1000]), factors[:1000], "t-SNE of latent means").write_html(out / "tsne.html",
                                                                                       include_plotlyjs="cdn")
-    report = {"validation": evaluate(model, images, beta=1.0), "edits": []}
+    report = {"validation": evaluate_vae(model, images, beta=1.0), "edits": []}
     strengths = [0.0, 0.5, 1.0, 1.5, 2.0]
     for name in EDIT_ATTRIBUTES:
         direction = attribute_direction(codes, factors, name)
@@ -119,7 +118,6 @@ def run_workflow(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, fa
 def main(argv: list[str] | None = None) -> int:
     from core.analysis import load_analyzer
     from core.synthfaces.dataset import SynthFacesDataset
-    from core.train.vae import VAL_FIRST_IDENTITY
     p = argparse.ArgumentParser(prog="python -m core.reports.vae", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="synthfaces_vae")
     p.add_argument("--out", default="docs/vae")

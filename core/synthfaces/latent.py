@@ -69,13 +69,21 @@ def glasses_cut_distance(z: torch.Tensor) -> torch.Tensor:
     return (z[:, -1:].float() - torch.tensor(GLASSES_CUTS_Z, device=z.device)).abs().amin(1)
 
 
-def factor_of_latent(name: str) -> tuple[str, ...]:
-    """The factor(s) a named z coordinate drives: itself, or both glasses factors for 'glasses'."""
-    if name == GLASSES:
-        return BINARY_FACTORS
-    if name not in CONTINUOUS_FACTORS:
-        raise KeyError(f"unknown latent coordinate {name!r}; known: {', '.join(LATENT_NAMES)}")
-    return (name,)
+EVAL_SEED = 777_777  # held-out latents: a stream that no training step draws from
+
+
+def eval_latents(count: int, seed: int = 0) -> torch.Tensor:
+    """Held-out latents for evaluation and reports (the same for every caller with the same seed)."""
+    return torch.randn(count, Z_DIM, generator=torch.Generator().manual_seed(EVAL_SEED + seed))
+
+
+def targets(z: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images in [0, 1], landmarks in pixels, factors) that the distilled generator must draw for latents z:
+    the renderer's faces of `factors_from_z(z)`."""
+    from core.synthfaces.render import render
+    factors = factors_from_z(z)
+    images, landmarks = render(factors, resolution)
+    return images, landmarks, factors
 
 
 def is_distilled(G: torch.nn.Module) -> bool:

@@ -27,28 +27,19 @@ from core.config import from_dict
 from core.imaging import save_grid
 from core.losses import (CodeDiscriminator, confusion_loss, contrastive_loss, discriminator_loss, identity_loss,
                          landmark_loss)
-from core.analysis.model import Analysis
 from core.nice import NICE
-from core.synthfaces.factors import ATTRIBUTE_FACTORS, FACTOR_NAMES
-from core.train.placement import launch_rank, single_device
+from core.world import Frozen, WorldConfig, attribute_reading, code_discriminators, probe_leakage
+from core.train.placement import launch_rank
 from core.train.rundir import RunConfig, TrainingRun
 
-ATTRIBUTE_INDEX = torch.tensor([FACTOR_NAMES.index(n) for n in ATTRIBUTE_FACTORS])
-
-
 @dataclass
-class NiceConfig(RunConfig):
-    """Schema of configs/nice_*.yaml."""
+class NiceConfig(RunConfig, WorldConfig):
+    """Schema of configs/nice_*.yaml: the frozen world and the probe's settings (WorldConfig), and the training's."""
 
     name: str = "nice_synthfaces"
-    generator: str = "synthfaces_stylegan3"
-    analyzer: str = "synthfaces"
-    truncation_psi: float = 0.8
-    id_dim: int = 128
     layers: int = 4
     hidden: int = 512
     depth: int = 3
-    batch_size: int = 16
     steps: int = 2000
     lr: float = 0.0003
     weight_identity: float = 1.0
@@ -56,49 +47,10 @@ class NiceConfig(RunConfig):
     weight_landmarks: float = 10.0
     weight_contrastive: float = 0.1
     weight_adversarial: float = 0.5
-    disc_hidden: int = 256
-    disc_lr: float = 0.001
     log_every: int = 10
     sample_every: int = 200
     checkpoint_every: int = 200
     nice: str = ""  # train-discriminators: the NICE checkpoint to probe ('' = raw W split at id_dim)
-    disc_steps: int = 500  # train-discriminators: steps
-
-
-class Frozen:
-    """The frozen generator and analyzer, and faces drawn from them."""
-
-    def __init__(self, cfg: NiceConfig, device: str | torch.device = "cpu") -> None:
-        from core.analysis import load_analyzer
-        from core.stylegan3 import Generator
-        self.G = Generator.from_pretrained(cfg.generator, device=device).requires_grad_(False)
-        self.analyzer = load_analyzer(cfg.analyzer, device=device).requires_grad_(False)
-        self.psi, self.device = cfg.truncation_psi, device
-
-    def map(self, z: torch.Tensor) -> torch.Tensor:
-        """W of latents z (truncated towards the W average by the config's psi)."""
-        with torch.no_grad():
-            return self.G.mapping(z.to(self.device), truncation_psi=self.psi)[:, 0]
-
-    def sample_w(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return self.map(torch.randn(n, self.G.z_dim, generator=gen))
-
-    def render(self, w: torch.Tensor) -> torch.Tensor:
-        return self.G.images_from_w(w)
-
-    def read(self, w: torch.Tensor):
-        img = self.render(w)
-        return img, self.analyzer(img.clamp(0, 1))
-
-
-def attribute_reading(read: Analysis, size: int) -> torch.Tensor:
-    """What the attribute code must carry: the SynthFaces attribute factors, or, for an analyzer that reads no
-    factors (insightface on real faces), the landmarks as fractions of the image (expression and pose)."""
-    if read.factors is not None:
-        return read.factors[:, ATTRIBUTE_INDEX.to(read.factors.device)]
-    if read.landmarks is None:
-        raise ValueError("the analyzer reads neither factors nor landmarks, so there is no attribute target")
-    return (read.landmarks / size).flatten(1)
 
 
 def _frozen_call(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -151,14 +103,8 @@ class Objective(torch.nn.Module):
 
 
 def _models(cfg: NiceConfig, world: Frozen) -> tuple[NICE, CodeDiscriminator, CodeDiscriminator]:
-    dim = world.G.w_dim
-    nice = NICE(dim, cfg.id_dim, cfg.layers, cfg.hidden, cfg.depth)
-    with torch.no_grad():
-        probe = world.read(world.sample_w(2, torch.Generator().manual_seed(0)))[1]
-    emb_dim, att_dim = probe.embedding.shape[1], attribute_reading(probe, world.G.img_resolution).shape[1]
-    disc_attr = CodeDiscriminator(cfg.id_dim, att_dim, cfg.disc_hidden)
-    disc_id = CodeDiscriminator(dim - cfg.id_dim, emb_dim, cfg.disc_hidden, unit_output=True)
-    return nice, disc_attr, disc_id
+    nice = NICE(world.G.w_dim, cfg.id_dim, cfg.layers, cfg.hidden, cfg.depth)
+    return (nice, *code_discriminators(world, cfg.id_dim, cfg.disc_hidden))
 
 
 def train_nice(cfg: NiceConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
@@ -219,37 +165,6 @@ def export_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tupl
     return "nice", nice.eval()
 
 
-def probe_leakage(cfg: NiceConfig, progress: bool = True) -> dict[str, float]:
-    """Train fresh code discriminators against a fixed split (a NICE checkpoint, or raw W cut at id_dim) and report
-    their held-out error relative to always predicting the mean (1.0 = nothing leaks, 0.0 = fully predictable)."""
-    torch.manual_seed(cfg.seed)
-    device = single_device(cfg.device)
-    world = Frozen(cfg, device=device)
-    nice = NICE.from_pretrained(cfg.nice, device=device) if cfg.nice else None
-    _, disc_attr, disc_id = (m.to(device) for m in _models(cfg, world))
-    opt = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
-
-    def batch(seed: int, n: int):
-        w = world.sample_w(n, torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            _, read = world.read(w)
-            ids, attrs = nice(w) if nice is not None else (w[:, :cfg.id_dim], w[:, cfg.id_dim:])
-        return ids, attrs, attribute_reading(read, world.G.img_resolution), read.embedding
-
-    test = batch(10 ** 9 + cfg.seed, 256)
-    for step in tqdm(range(cfg.disc_steps), disable=not progress, desc="discriminators"):
-        ids, attrs, att, emb = batch(cfg.seed * 1_000_003 + step, cfg.batch_size * 2)
-        loss = discriminator_loss(disc_attr(ids), att) + discriminator_loss(disc_id(attrs), emb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    ids, attrs, att, emb = test
-    with torch.no_grad():
-        rel_attr = discriminator_loss(disc_attr(ids), att) / (att - att.mean(0)).square().mean()
-        rel_id = discriminator_loss(disc_id(attrs), emb) / (emb - emb.mean(0)).square().mean()
-    return {"attributes_from_identity_code": float(rel_attr), "identity_from_attribute_code": float(rel_id)}
-
-
 def _cli(argv: list[str] | None, probe: bool) -> int:
     from core.config import USER_ERRORS, load_config, one_line, parse_overrides
     from core.hub import HubError
@@ -265,7 +180,7 @@ def _cli(argv: list[str] | None, probe: bool) -> int:
         if args.ship:
             overrides["ship"] = True
         cfg = load_config(NiceConfig, args.config, overrides)
-        report = probe_leakage(cfg) if probe else train_nice(cfg, resume=args.resume)
+        report = probe_leakage(cfg, cfg.nice, cfg.device) if probe else train_nice(cfg, resume=args.resume)
     except (*USER_ERRORS, HubError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -178,7 +178,7 @@ def sample_steps(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def read_config(run_dir: str | Path) -> dict[str, Any]:
+def run_config(run_dir: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     except (FileNotFoundError, yaml.YAMLError):

@@ -18,12 +18,10 @@ from tqdm import tqdm
 
 from core.config import from_dict
 from core.imaging import save_grid
-from core.metrics.ssim import ssim
 from core.synthfaces.dataset import SynthFacesDataset
 from core.train.rundir import RunConfig, TrainingRun, part
-from core.vae import SIDE, VAE, vae_loss
+from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, evaluate_vae, vae_loss
 
-VAL_FIRST_IDENTITY = 2_000_000
 
 
 @dataclass
@@ -45,28 +43,6 @@ class VaeConfig(RunConfig):
     epochs: int = 20
     lr: float = 0.001
     ship_half: bool = True  # store shipped weights as float16 (the MLP is 21M parameters)
-
-
-@torch.no_grad()
-def evaluate(model: VAE, images: torch.Tensor, beta: float, batch: int = 500) -> dict[str, float]:
-    """Validation: negative ELBO (BCE + KL, nats per image), its terms, the beta-weighted loss and mean SSIM.
-
-    An autoencoder has no posterior, so it gets no ELBO or KL: its loss is the reconstruction BCE alone."""
-    model.eval()
-    total = {"bce": 0.0, "kl": 0.0, "ssim": 0.0}
-    for start in range(0, len(images), batch):
-        x = images[start:start + batch]
-        out = model(x, sample=True)
-        _, bce, kl = vae_loss(x, out, beta)
-        total["bce"] += bce.item() * len(x)
-        total["kl"] += kl.item() * len(x)
-        total["ssim"] += ssim(model(x, sample=False).recon, x).sum().item()
-    n = len(images)
-    bce, kl = total["bce"] / n, total["kl"] / n
-    if not model.variational:
-        return {"val_bce": bce, "val_loss": bce, "val_ssim": total["ssim"] / n}
-    return {"val_neg_elbo": bce + kl, "val_bce": bce, "val_kl": kl, "val_loss": bce + beta * kl,
-            "val_ssim": total["ssim"] / n}
 
 
 def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
@@ -116,7 +92,7 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                     run.log(run.step, **scalars, images_per_s=seen / (time.time() - t0), images_seen=run.images_seen)
                     bar.set_postfix(loss=f"{scalars['loss']:.1f}")
             if run.main:
-                run.report = evaluate(model, val.images.to(run.device), cfg.beta)
+                run.report = evaluate_vae(model, val.images.to(run.device), cfg.beta)
                 run.log(run.step, epoch=epoch, **run.report)
                 with torch.no_grad():
                     grid = torch.cat([fixed, model(fixed, sample=False).recon, model.decode(noise)])

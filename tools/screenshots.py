@@ -1,6 +1,6 @@
 """The README's pictures of the suite: start it on 127.0.0.1, use each tab in headless Chromium, save one PNG per tab.
 
-`python -m apps.screenshots [--pages mixing sliders vp vae monitor] [--out docs] [--runs runs]` re-takes them after
+`python -m tools.screenshots [--pages mixing sliders vp vae monitor] [--out docs] [--runs runs]` re-takes them after
 a model changes. It needs the test tools (playwright, requirements-dev.txt) and a system Chromium; the monitor
 picture watches the run folders under --runs.
 """
