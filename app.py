@@ -22,6 +22,7 @@ import gradio as gr
 from apps import face_mixing, latent_sliders, vae_lab, vp_metric
 from apps.common import MAX_FILE_SIZE, launch_parser, on_space, page_or_note
 from apps.monitor_proxy import PREFIX, MonitorProcess, proxy_routes
+from core import hub
 from core.devices import resolve_device
 
 # One tab per page; each page module declares the model-set roles it needs (ROLES) and uses when present (OPTIONAL).
@@ -69,6 +70,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def launch(args: argparse.Namespace, block: bool = True) -> tuple[gr.Blocks, Optional[MonitorProcess]]:
     """Start the monitor child (if asked) and the suite on one port; returns them (block=False for tests)."""
+    if args.models.startswith("hf:"):  # a Space's pinned set: fetched once into the cache, before the pages load
+        try:
+            hub.fetch_set(args.models)
+        except hub.HubError as e:
+            print(f"warning: {e}; the pages that need its models will say so", flush=True)
     monitor = MonitorProcess(args.runs).start() if args.monitor else None
 
     @contextlib.asynccontextmanager

@@ -223,6 +223,25 @@ def _fetch_manifest(repo: str, revision: str) -> Path:
         raise HubError(f"could not reach the Hub for hf:{repo}@{revision}: {type(e).__name__}: {e}") from e
 
 
+def fetch_set(spec: str) -> Path:
+    """Bring a Hub model set (hf:owner/name@rev) into the Hugging Face cache at its pinned revision, once, with a
+    message and a progress bar (a Space does this at start); a later start finds it there without the network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    repo, _, revision = spec.removeprefix("hf:").partition("@")
+    try:
+        return Path(snapshot_download(repo, revision=revision or "main", local_files_only=True, **_hub_kwargs()))
+    except LocalEntryNotFoundError:
+        if _env_flag("HF_HUB_OFFLINE"):
+            raise HubError(f"{spec} is not in the Hugging Face cache and HF_HUB_OFFLINE is set") from None
+    print(f"Latent Lab: fetching the model set {spec} into the Hugging Face cache (the first start only)", flush=True)
+    try:
+        return Path(snapshot_download(repo, revision=revision or "main", **_hub_kwargs()))
+    except Exception as e:  # network errors, a repository or revision that does not exist, in the client's types
+        raise HubError(f"could not fetch the model set {spec}: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                       ) from e
+
+
 def model_set(name: str) -> ModelSet:
     """The model set called `name`: 'embedded', 'ffhq' or 'hf:owner/name[@revision]'."""
     if name == "embedded":

@@ -30,6 +30,25 @@ def tiny_kwargs(cfg: str = "stylegan3-t", resolution: int = 32, **overrides):
 
 
 @pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """The stand-in Hub (tests/hub_server.py) as HF_ENDPOINT, with an empty cache. It speaks the LFS upload
+    protocol, not Xet's storage protocol, so huggingface_hub is told to take its LFS path (HF_HUB_DISABLE_XET)."""
+    import huggingface_hub.constants as constants
+
+    from tests.hub_server import FakeHub
+    server = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 5, raising=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def tiny_generator():
     from core.stylegan3 import Generator
     torch.manual_seed(0)

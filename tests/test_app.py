@@ -60,6 +60,34 @@ def test_gpu_work_runs_under_spaces_gpu_only_on_a_zero_gpu_space(monkeypatch):
     assert gpu(work) is work
 
 
+MODEL_HANDLERS = {"mix", "strips", "grid", "render", "both", "videos", "score", "reconstruct", "sample", "interpolate"}
+NO_MODEL = {"download", "forget_session", "card_text", "<lambda>"}  # handlers that run no model
+
+
+def test_on_zero_gpu_every_handler_that_runs_a_model_is_wrapped(monkeypatch):
+    """ZeroGPU attaches a GPU only inside `spaces.GPU`: every event handler of the suite that runs a model must be
+    wrapped, and every handler must be either wrapped or one that runs no model (a new one has to be sorted)."""
+    import types
+    wrapped = []
+
+    def gpu(fn):
+        def on_gpu(*args, **kwargs):
+            return fn(*args, **kwargs)
+        on_gpu.original = fn
+        wrapped.append(fn)
+        return on_gpu
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    demo = app.build_app(models="embedded", device="cpu")
+    handlers = [f.fn for f in demo.fns.values() if f.fn is not None]
+    names = {getattr(getattr(fn, "original", fn), "__name__", "") for fn in handlers}
+    on_gpu = {fn.original.__name__ for fn in handlers if hasattr(fn, "original")}
+    assert MODEL_HANDLERS <= names, MODEL_HANDLERS - names  # every page built, every model handler registered
+    assert on_gpu == MODEL_HANDLERS, (MODEL_HANDLERS - on_gpu, on_gpu - MODEL_HANDLERS)
+    assert names - on_gpu <= NO_MODEL, names - on_gpu - NO_MODEL
+
+
 def test_every_page_has_its_tab():
     config = app.build_app(device="cpu").get_config_file()
     tabs = [c["props"].get("label") for c in config["components"] if c.get("type") in ("tab", "tabitem")]

@@ -19,19 +19,6 @@ from tests.conftest import tiny_kwargs
 from tests.hub_server import FakeHub
 
 
-@pytest.fixture
-def fake_hub(tmp_path, monkeypatch):
-    import huggingface_hub.constants as constants
-    server = FakeHub()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 5, raising=False)
-    yield server
-    server.close()
-
-
 def go_offline(monkeypatch):
     import huggingface_hub.constants as constants
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -214,7 +201,7 @@ def test_an_analyzer_run_with_the_landmark_refinement_exports_loadably(tmp_path)
 
 def test_push_refuses_a_run_without_checkpoints(tmp_path):
     RunDir.create(tmp_path / "empty", GanConfig())
-    assert publish_main(["--run", str(tmp_path / "empty"), "--repo", "bob/x"]) == 2
+    assert publish_main(["run", "--run", str(tmp_path / "empty"), "--repo", "bob/x"]) == 2
 
 
 def test_ffhq_from_a_hub_repo_holding_the_official_pickle_is_converted_once(fake_hub, tmp_path, monkeypatch):
