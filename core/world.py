@@ -4,6 +4,7 @@ Shared by the NICE training loop and the NICE report, so that neither imports th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -81,33 +82,45 @@ def code_discriminators(world: Frozen, id_dim: int, hidden: int) -> tuple[CodeDi
             CodeDiscriminator(dim - id_dim, emb_dim, hidden, unit_output=True))
 
 
-def probe_leakage(cfg: WorldConfig, nice_path: str = "", device: str = "cpu",
-                  progress: bool = True) -> dict[str, float]:
-    """Train fresh code discriminators against a fixed split (a NICE checkpoint, or raw W cut at id_dim) and report
-    their held-out error relative to always predicting the mean (1.0 = nothing leaks, 0.0 = fully predictable)."""
-    torch.manual_seed(cfg.seed)
+def probe_leakage(cfg: WorldConfig, nice_paths: Sequence[str] = ("",), device: str = "cpu",
+                  progress: bool = True) -> list[dict[str, float]]:
+    """For each split (a NICE checkpoint, or '' for raw W cut at id_dim), train fresh code discriminators and report
+    their held-out error relative to always predicting the mean (1.0 = nothing leaks, 0.0 = fully predictable).
+    The splits read the same faces, drawn and read once: each split's result is what probing it alone gives."""
     device = resolve_device(device)
     world = Frozen(cfg, device=device)
-    nice = NICE.from_pretrained(nice_path, device=device) if nice_path else None
-    disc_attr, disc_id = (m.to(device) for m in code_discriminators(world, cfg.id_dim, cfg.disc_hidden))
-    opt = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
+    probes = []
+    for path in nice_paths:
+        torch.manual_seed(cfg.seed)
+        nice = NICE.from_pretrained(path, device=device) if path else None
+        disc_attr, disc_id = (m.to(device) for m in code_discriminators(world, cfg.id_dim, cfg.disc_hidden))
+        opt = torch.optim.Adam([*disc_attr.parameters(), *disc_id.parameters()], lr=cfg.disc_lr)
+        probes.append((nice, disc_attr, disc_id, opt))
 
-    def batch(seed: int, n: int):
+    def batch(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = world.sample_w(n, torch.Generator().manual_seed(seed))
         with torch.no_grad():
             _, read = world.read(w)
-            ids, attrs = nice(w) if nice is not None else (w[:, :cfg.id_dim], w[:, cfg.id_dim:])
-        return ids, attrs, attribute_reading(read, world.G.img_resolution), read.embedding
+        return w, attribute_reading(read, world.G.img_resolution), read.embedding
 
-    test = batch(10 ** 9 + cfg.seed, 256)
+    def codes(nice: Optional[NICE], w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return nice(w) if nice is not None else (w[:, :cfg.id_dim], w[:, cfg.id_dim:])
+
+    test_w, test_att, test_emb = batch(10 ** 9 + cfg.seed, 256)
     for step in tqdm(range(cfg.disc_steps), disable=not progress, desc="discriminators"):
-        ids, attrs, att, emb = batch(cfg.seed * 1_000_003 + step, cfg.batch_size * 2)
-        loss = discriminator_loss(disc_attr(ids), att) + discriminator_loss(disc_id(attrs), emb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    ids, attrs, att, emb = test
-    with torch.no_grad():
-        rel_attr = discriminator_loss(disc_attr(ids), att) / (att - att.mean(0)).square().mean()
-        rel_id = discriminator_loss(disc_id(attrs), emb) / (emb - emb.mean(0)).square().mean()
-    return {"attributes_from_identity_code": float(rel_attr), "identity_from_attribute_code": float(rel_id)}
+        w, att, emb = batch(cfg.seed * 1_000_003 + step, cfg.batch_size * 2)
+        for nice, disc_attr, disc_id, opt in probes:
+            ids, attrs = codes(nice, w)
+            loss = discriminator_loss(disc_attr(ids), att) + discriminator_loss(disc_id(attrs), emb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    out = []
+    for nice, disc_attr, disc_id, _ in probes:
+        ids, attrs = codes(nice, test_w)
+        with torch.no_grad():
+            rel_attr = discriminator_loss(disc_attr(ids), test_att) / (test_att - test_att.mean(0)).square().mean()
+            rel_id = discriminator_loss(disc_id(attrs), test_emb) / (test_emb - test_emb.mean(0)).square().mean()
+        out.append({"attributes_from_identity_code": float(rel_attr), "identity_from_attribute_code": float(rel_id)})
+    return out

@@ -83,7 +83,8 @@ def test_w_versus_nice_report(tmp_path):
         torch.nn.init.normal_(p, std=0.1)
     path = nice.save_pretrained(tmp_path / "nice")
     cfg = WorldConfig(generator=str(g), id_dim=5, disc_hidden=16, disc_steps=5, batch_size=8)
-    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False, faces="dlib")
+    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False, faces="dlib",
+                                        dci_trees=20)
     assert set(result["spaces"]) == {"W", "NICE"} and "hair_colour" in result["dci_factors"]
     for space in result["spaces"].values():
         assert -1 <= space["similarity_to_identity_donor"] <= 1 and 0 <= space["dci_disentanglement"] <= 1
@@ -151,7 +152,7 @@ def test_the_nice_report_uses_exact_factors_and_the_true_mix_on_a_distilled_gene
     cfg = WorldConfig(generator=str(g), id_dim=12, disc_hidden=16, disc_steps=5, batch_size=8)
     with pytest.raises(ValueError, match="samples must be at least 40"):
         nice_report.report(cfg, str(path), samples=39, pairs=16, progress=False)
-    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False)
+    result, arrays = nice_report.report(cfg, str(path), samples=200, pairs=16, progress=False, dci_trees=20)
     assert result["factors"] == "exact (distilled generator)" and result["dci_factors"] == list(FACTOR_NAMES)
     for space in result["spaces"].values():
         assert -1 <= space["identity_cosine_to_true_mix"] <= 1 and 0 < space["l1_to_true_mix"] < 1

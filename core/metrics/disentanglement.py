@@ -85,29 +85,30 @@ class DCIReference:
     importance: np.ndarray = field(repr=False)  # [codes, factors]
 
 
-def _fit_factor(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, seed: int
-                ) -> tuple[np.ndarray, float, float]:
+def _fit_factor(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, seed: int,
+                trees: int = 100) -> tuple[np.ndarray, float, float]:
     """One factor's classifier: (feature importances, train accuracy, test accuracy)."""
     from sklearn.ensemble import GradientBoostingClassifier
     if len(np.unique(y_tr)) < 2:  # a factor constant in the sample carries no information
         return np.zeros(x_tr.shape[1]), 1.0, 1.0
-    model = GradientBoostingClassifier(random_state=seed).fit(x_tr, y_tr)
+    model = GradientBoostingClassifier(n_estimators=trees, random_state=seed).fit(x_tr, y_tr)
     return (np.abs(model.feature_importances_), float(np.mean(model.predict(x_tr) == y_tr)),
             float(np.mean(model.predict(x_te) == y_te)))
 
 
 def dci_reference(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray,
-                  factors_test: np.ndarray, seed: int = 0, n_jobs: Optional[int] = -1) -> DCIReference:
-    """DCI as disentanglement_lib computes it: one GradientBoostingClassifier (sklearn defaults) per discretised
-    factor; importances are its feature_importances_; informativeness is accuracy. The factors' classifiers are
-    fitted on `n_jobs` threads (-1: every core; the tree builder releases the GIL); the result does not depend
-    on it."""
+                  factors_test: np.ndarray, seed: int = 0, n_jobs: Optional[int] = -1, trees: int = 100
+                  ) -> DCIReference:
+    """DCI as disentanglement_lib computes it: one GradientBoostingClassifier (sklearn defaults: `trees` = 100
+    boosting stages; fewer only for smoke tests) per discretised factor; importances are its
+    feature_importances_; informativeness is accuracy. The factors' classifiers are fitted on `n_jobs` threads
+    (-1: every core; the tree builder releases the GIL); the result does not depend on it."""
     from joblib import Parallel, delayed
     x_tr, f_tr = check_codes(codes_train, factors_train)
     x_te, f_te = check_codes(codes_test, factors_test)
     y_tr, y_te = factor_classes(f_tr), factor_classes(f_te)
     fits = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_fit_factor)(x_tr, y_tr[:, j], x_te, y_te[:, j], seed) for j in range(y_tr.shape[1]))
+        delayed(_fit_factor)(x_tr, y_tr[:, j], x_te, y_te[:, j], seed, trees) for j in range(y_tr.shape[1]))
     importance = np.stack([f[0] for f in fits], axis=1)
     acc_tr, acc_te = np.array([f[1] for f in fits]), np.array([f[2] for f in fits])
     disent, complete = disentanglement_completeness(importance)

@@ -33,7 +33,7 @@ from core.synthfaces.latent import Z_DIM, factors_from_z, is_distilled, z_from_f
 SIZES = {"dci_train": 1500, "dci_test": 500, "mig": 3000, "sap": 3000, "variance": 2000, "votes_train": 300,
          "votes_eval": 150, "batch": 64}
 QUICK = {"dci_train": 300, "dci_test": 100, "mig": 400, "sap": 400, "variance": 300, "votes_train": 40,
-         "votes_eval": 20, "batch": 16}
+         "votes_eval": 20, "batch": 16, "dci_trees": 20}  # a smoke test: DCI's classifiers with 20 stages, not 100
 METRICS = ("dci_disentanglement", "dci_completeness", "dci_informativeness", "mig", "sap", "factor_vae",
            "beta_vae", "vp")
 
@@ -122,7 +122,7 @@ def space_dci(codes: Callable[[np.ndarray], np.ndarray], sizes: dict[str, int], 
               seed: int = 0) -> DCIReference:
     """disentanglement_lib's DCI of a space on fresh train and test factors (the card's first draw from rng)."""
     f_tr, f_te = draw_factors(sizes["dci_train"], rng), draw_factors(sizes["dci_test"], rng)
-    return dci_reference(codes(f_tr), f_tr, codes(f_te), f_te, seed=seed)
+    return dci_reference(codes(f_tr), f_tr, codes(f_te), f_te, seed=seed, trees=sizes.get("dci_trees", 100))
 
 
 def score(space: Space, sizes: dict[str, int], vp_preset: Optional[str] = "interactive", seed: int = 0

@@ -85,9 +85,10 @@ def real_face_distances(world: Frozen, mix, backend, pairs: int, seed: int = 321
 
 
 def report(cfg: WorldConfig, nice_path: str, samples: int = 2000, pairs: int = 256,
-           progress: bool = True, faces: Optional[str] = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+           progress: bool = True, faces: Optional[str] = None, dci_trees: int = 100
+           ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The W-vs-NICE numbers, and the arrays the PCA plots need; with `faces` (a real-face backend name) also the
-    face-recognition distances of the mixes."""
+    face-recognition distances of the mixes. `dci_trees` below disentanglement_lib's 100 only for smoke tests."""
     if samples < MIN_SAMPLES or pairs < 1:
         raise ValueError(f"samples must be at least {MIN_SAMPLES} (DCI fits on 3/4 of them and scores the rest, at "
                          f"least 10) and pairs at least 1; got samples={samples}, pairs={pairs}")
@@ -104,11 +105,12 @@ def report(cfg: WorldConfig, nice_path: str, samples: int = 2000, pairs: int = 2
                            "dci_factors": names, "factors": "exact (distilled generator)" if exact else "analyzer",
                            "spaces": {}}
     mixers = {"W": split_w_mix(nice.id_dim), "NICE": nice.mix}
+    leaks = dict(zip(("W", "NICE"), probe_leakage(cfg, ["", str(nice_path)], progress=progress)))
     for space, code in (("W", w), ("NICE", codes)):
         scores = mix_scores(world.sample_w, world.render, world.analyzer, mixers[space], pairs=pairs)
         cut = len(code) * 3 // 4  # disentanglement_lib's way: classifiers fit on one part, accuracy on the rest
-        d = dci_reference(code[:cut], factors[:cut][:, cols], code[cut:], factors[cut:][:, cols])
-        leak = probe_leakage(cfg, str(nice_path) if space == "NICE" else "", progress=progress)
+        d = dci_reference(code[:cut], factors[:cut][:, cols], code[cut:], factors[cut:][:, cols], trees=dci_trees)
+        leak = leaks[space]
         out["spaces"][space] = {
             "similarity_to_identity_donor": scores.to_identity_donor,
             "similarity_to_attribute_donor": scores.to_attribute_donor,

@@ -180,7 +180,7 @@ def _cli(argv: list[str] | None, probe: bool) -> int:
         if args.ship:
             overrides["ship"] = True
         cfg = load_config(NiceConfig, args.config, overrides)
-        report = probe_leakage(cfg, cfg.nice, cfg.device) if probe else train_nice(cfg, resume=args.resume)
+        report = probe_leakage(cfg, [cfg.nice], cfg.device)[0] if probe else train_nice(cfg, resume=args.resume)
     except (*USER_ERRORS, HubError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
