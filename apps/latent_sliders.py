@@ -8,19 +8,23 @@ enlarged with square pixels), so a slider update is one round trip with no secon
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import Any, Optional
 
 import gradio as gr
 import numpy as np
+import torch
 
 from apps.common import (MAX_SEED, Number, Slider, as_number, check_seed_psi, face_html, forget_session, gpu,
-                         group, native_array, serve, session_file)
+                         group, native_array, public_message, serve, session_file)
 from core.directions import Editor, editor_from
+from core.analysis import FaceModelUnavailable
 from core.models import load_models
+from core.projection import FaceInputError, Uploads
 from core.exports import save_video, sweep
 
 TITLE = "Latent sliders"
-ROLES, OPTIONAL = Editor.ROLES, Editor.OPTIONAL
+ROLES, OPTIONAL = Editor.ROLES, Editor.OPTIONAL + ("encoder", "analyzer")
+PROJECTION_STEPS = 60  # uploads without an encoder are projected by optimisation alone
 ALPHA = 3.0  # slider range, in standard deviations of W along each direction
 
 
@@ -51,15 +55,65 @@ def sweep_videos(editor: Editor, name, seed, psi, frames, session: str = "local"
     return files[0], files[1]
 
 
-def edit_image(editor: Editor, names: list[str], seed, psi, *alphas) -> np.ndarray:
-    """The edited face (uint8, the generator's size) for a seed, truncation and one slider value per direction."""
+MOVE, TURN = 0.5, 180.0  # the StyleGAN3 input transform's ranges: translation (of the canvas), rotation (degrees)
+
+
+def transform_of(tx, ty, degrees) -> Optional[torch.Tensor]:
+    """The StyleGAN3 input transform for the move and turn sliders (None when they are at zero)."""
+    from core.stylegan3.networks import user_transform
+    tx, ty = as_number(tx, "move x", -MOVE, MOVE), as_number(ty, "move y", -MOVE, MOVE)
+    degrees = as_number(degrees, "rotate", -TURN, TURN)
+    return None if tx == ty == degrees == 0 else user_transform(tx, ty, degrees).to(torch.float32)
+
+
+def edit_image(editor: Editor, names: list[str], seed, psi, *alphas, transform=None, w=None) -> np.ndarray:
+    """The edited face (uint8, the generator's size) for a seed (or an encoded upload's w), truncation, one slider
+    value per direction and the input transform."""
     seed, psi = check_seed_psi(seed, psi)
     edits = {name: as_number(a, name, -ALPHA, ALPHA) for name, a in zip(names, alphas)}
-    return native_array(editor.image(seed, psi, edits))
+    return native_array(editor.image(seed, psi, edits, transform, w))
 
 
-def build(editor: Editor, note: str = "") -> gr.Blocks:
-    """The sliders page for one editor (generator + directions)."""
+class UploadedFaces:
+    """Uploads for the sliders: encoded (then refined by optional optimisation steps) once per picture and step
+    count; the projector is made on first use (it calibrates its face check on reference faces)."""
+
+    def __init__(self, models: Any) -> None:
+        self.models, self._uploads, self._done = models, None, {}
+
+    @property
+    def uploads(self) -> Uploads:
+        if self._uploads is None:
+            try:
+                self._uploads = Uploads.from_models(self.models)
+            except (FaceModelUnavailable, ValueError, OSError) as e:
+                raise gr.Error(f"uploads need a face analyzer: {public_message(e)}") from None
+        return self._uploads
+
+    def w(self, upload: str, refine) -> tuple[torch.Tensor, str]:
+        """(w [1, w_dim], a note) of an uploaded picture."""
+        import hashlib
+        from pathlib import Path
+        refine = int(as_number(refine, "refine steps", 0, 200, whole=True))
+        try:
+            key = (hashlib.sha1(Path(upload).read_bytes()).hexdigest(), refine)
+        except OSError as e:
+            raise gr.Error(f"upload: the file could not be read ({public_message(e)})") from None
+        if key not in self._done:
+            uploads = self.uploads
+            steps = refine if uploads.encoder is not None else max(refine, PROJECTION_STEPS)
+            try:
+                result = uploads.project(uploads.photo(upload), steps=steps)
+            except FaceInputError as e:
+                raise gr.Error(f"upload: {public_message(e)}") from None
+            how = "encoded" if result.encoded else "projected"
+            self._done[key] = (result.w.cpu(), f"the upload, {how}" + (f" and refined {steps} steps" if
+                               result.encoded and steps else "") + f" (similarity {result.identity_similarity:.2f})")
+        return self._done[key]
+
+
+def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None) -> gr.Blocks:
+    """The sliders page for one editor (generator + directions), with uploads where the model set allows them."""
     names = list(editor.dirs)
     supervised = [n for n in names if editor.dirs[n].kind == "supervised"]
     other = [n for n in names if n not in supervised]
@@ -67,20 +121,40 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
     # The "after" face also goes to a per-session State; a follow-up event writes it to the download button, so
     # the image itself arrives in the first reply and no file is written while dragging waits on it.
     @gpu
-    def render(seed, psi, *alphas):
-        array = edit_image(editor, names, seed, psi, *alphas)
+    def render(seed, psi, tx, ty, degrees, *alphas_and_face):
+        *alphas, face = alphas_and_face
+        array = edit_image(editor, names, seed, psi, *alphas, transform=transform_of(tx, ty, degrees), w=face)
         return face_html(array, "after"), array
 
+    @gpu
+    def both(seed, psi, tx, ty, degrees, *alphas_and_face):
+        face = alphas_and_face[-1]
+        before = edit_image(editor, [], seed, psi, transform=transform_of(tx, ty, degrees), w=face)
+        return face_html(before, "before" if face is None else "before: the upload's face"), *render(
+            seed, psi, tx, ty, degrees, *alphas_and_face)
 
     @gpu
-    def both(seed, psi, *alphas):
-        return face_html(edit_image(editor, [], seed, psi), "before"), *render(seed, psi, *alphas)
+    def encode(upload, refine, seed, psi, tx, ty, degrees, *alphas):
+        """A new upload (or none): its w for the session, the faces redrawn from it, and what was done."""
+        if not upload:
+            return None, *both(seed, psi, tx, ty, degrees, *alphas, None), ""
+        w, how = faces.w(upload, refine)
+        return w, *both(seed, psi, tx, ty, degrees, *alphas, w), how
+
+    @gpu
+    def edit_upload(upload, refine, tx, ty, degrees, *alphas):
+        """API: an uploaded picture, encoded, then edited: (before, after) as HTML."""
+        if not upload:
+            raise gr.Error("upload: give a picture")
+        w, _ = faces.w(upload, refine)
+        return both(0, 1.0, tx, ty, degrees, *alphas, w)[:2]
 
     def download(array, seed, request: gr.Request):
         return png_file(array, seed, request.session_hash)
 
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown("## Latent sliders\nMove one direction in W at a time; the left image is the unedited face.")
+        gr.Markdown("## Latent sliders\nMove one direction in W at a time; the left image is the unedited face. "
+                    + ("Upload a face to edit it instead of a seed's." if faces else ""))
         if note:
             gr.Markdown(f"*{note}*")
         with gr.Row():
@@ -89,9 +163,18 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
             psi = Slider(0.0, 1.5, value=0.7, step=0.05, label="truncation ψ")
             reset = gr.Button("reset sliders")
         with gr.Row():
+            upload = gr.File(label="or upload a face to edit", file_types=["image"], type="filepath",
+                             visible=faces is not None)
+            refine = Slider(0, 200, value=0, step=1, label="refine steps after the encoder", visible=faces is not None)
+            how = gr.Markdown(elem_id="upload-note")
+        with gr.Row():
+            tx = Slider(-MOVE, MOVE, value=0.0, step=0.01, label="move x (StyleGAN3 input)")
+            ty = Slider(-MOVE, MOVE, value=0.0, step=0.01, label="move y")
+            degrees = Slider(-TURN, TURN, value=0.0, step=1, label="rotate (degrees)")
+        with gr.Row():
             before = gr.HTML(label="before", padding=False)
             after = gr.HTML(label="after", padding=False)
-        shown = gr.State()
+        shown, face = gr.State(), gr.State()
         download_button = gr.DownloadButton("download the edited face (PNG)", size="sm")
         sliders = {}
         with gr.Row():
@@ -106,13 +189,21 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
                     sliders[n] = Slider(-ALPHA, ALPHA, value=0.0, step=0.05,
                                         label=f"{n}  ({editor.dirs[n].quality:.1%} of {space} variance)")
         ordered = [sliders[n] for n in names]
+        view = [seed, psi, tx, ty, degrees, *ordered]
         for i, s in enumerate(ordered):  # one public endpoint ("edit"); the other sliders share its function
-            s.change(render, [seed, psi, *ordered], [after, shown], trigger_mode="always_last", show_progress="hidden",
+            s.change(render, [*view, face], [after, shown], trigger_mode="always_last", show_progress="hidden",
                      api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private",
                      **group("edit"))
-        for trigger in (seed.change, psi.release, demo.load):
-            trigger(both, [seed, psi, *ordered], [before, after, shown], show_progress="hidden",
+        for trigger in (seed.change, psi.release, tx.release, ty.release, degrees.release, demo.load):
+            trigger(both, [*view, face], [before, after, shown], show_progress="hidden",
                     api_visibility="private", **group("edit"))
+        if faces is not None:
+            for trigger in (upload.change, refine.release):
+                trigger(encode, [upload, refine, *view], [face, before, after, shown, how], api_visibility="private",
+                        **group("heavy"))
+            api_only = gr.Button(visible=False)
+            api_only.click(edit_upload, [upload, refine, tx, ty, degrees, *ordered], [before, after],
+                           api_name="edit_upload", **group("edit"))
         after.change(download, [shown, seed], download_button, trigger_mode="always_last", show_progress="hidden",
                      api_visibility="private", **group("edit"))
         with gr.Accordion("Export a sweep (MP4 and GIF)", open=False):
@@ -136,8 +227,10 @@ def build(editor: Editor, note: str = "") -> gr.Blocks:
 
 
 def page(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
-    """The sliders page for a model set's generator (with its directions and NICE axes)."""
-    return build(*editor_from(load_models(models, ROLES, OPTIONAL, device)))
+    """The sliders page for a model set's generator (with its directions and NICE axes, and uploads through its
+    encoder and analyzer)."""
+    loaded = load_models(models, ROLES, OPTIONAL, device)
+    return build(*editor_from(loaded), UploadedFaces(loaded))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import gradio as gr
 import torch
 
 from apps.common import Number, Slider, as_number, gpu, group, public_message, serve, to_array
-from core.mixing import FaceInputError, load_face_image
+from core.projection import FaceInputError, load_face_image
 from core.models import load_models
 from core.vae import EDIT_ATTRIBUTES, SIDE, VAEEditor
 

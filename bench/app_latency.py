@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             alphas = [0.0] * len(names)
             alphas[0] = -2.0 + 4.0 * i / (args.updates + 1)
             t0 = time.perf_counter()
-            html = client.predict(7, 0.7, *alphas, api_name="/edit")
+            html = client.predict(7, 0.7, 0.0, 0.0, 0.0, *alphas, api_name="/edit")  # no move or turn
             t1 = time.perf_counter()
             edit_image(editor, names, 7, 0.7, *alphas)
             if i >= 2:  # the first calls warm up the server and the cache

@@ -52,15 +52,15 @@ class Visitor:
         from gradio_client import Client
         self.client = Client(url, verbose=False)
         self.sliders = len(self.client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/edit"]
-                           ["parameters"]) - 2
+                           ["parameters"]) - 5  # seed, truncation, move x, move y, rotate, then the sliders
 
     def edit(self, rng: random.Random) -> None:
         alphas = [0.0] * self.sliders
         alphas[rng.randrange(self.sliders)] = rng.uniform(-2, 2)
-        self.client.predict(rng.randrange(1000), 0.7, *alphas, api_name="/edit")
+        self.client.predict(rng.randrange(1000), 0.7, 0.0, 0.0, 0.0, *alphas, api_name="/edit")
 
     def mix(self, rng: random.Random) -> None:
-        self.client.predict(rng.randrange(1000), None, rng.randrange(1000), None, 0.7, api_name="/mix")
+        self.client.predict(rng.randrange(1000), None, rng.randrange(1000), None, 0.7, 0, api_name="/mix")
 
 
 def timed(call, times: dict[str, list[float]], errors: list[str], name: str, *args) -> None:

@@ -30,6 +30,7 @@ LOOPS = {
                 {"steps": 8, "eval_images": 0, "analyzer_from": 0, "adversarial_from": 0, **QUIET}),
     "gan": ("gan", "gan_synthfaces64.yaml", {"steps": 6, "eval_images": 0, "batch_size": 16, **QUIET}),
     "nice": ("nice", "nice_synthfaces.yaml", {"steps": 8, **QUIET}),
+    "encoder": ("encoder", "encoder_synthfaces64.yaml", {"steps": 6, "image_from": 0, **QUIET}),
     "vae": ("vae", "vae_synthfaces45.yaml", {"epochs": 1, "train_identities": 205, "val_identities": 10}),
     "ae": ("vae", "ae_synthfaces45.yaml", {"epochs": 1, "train_identities": 205, "val_identities": 10}),
     "analyzer": ("analyzer", "analyzer_synthfaces64.yaml",

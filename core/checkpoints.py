@@ -34,7 +34,7 @@ from core.files import atomic_write
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 HASH_KEY = "sha256"
 # Modules whose import registers the model kinds (a kind found in none of them is unknown).
-MODEL_MODULES = ("core.stylegan3.networks", "core.analysis.model", "core.vae", "core.nice")
+MODEL_MODULES = ("core.stylegan3.networks", "core.analysis.model", "core.vae", "core.nice", "core.encoder")
 P = TypeVar("P", bound="Pretrained")
 
 

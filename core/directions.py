@@ -223,10 +223,13 @@ class Editor:
         return self._cache[key]
 
     @torch.no_grad()
-    def image(self, seed: int, psi: float, edits: dict[str, float] | None = None) -> torch.Tensor:
-        """[3, H, W] image in [0, 1] of a seed, edited along the named directions."""
-        ws = apply(self.ws(seed, psi), edits or {}, self.dirs, self.nice)
-        return (self.G.synthesis(ws, noise_mode="const")[0].float().cpu() + 1).mul(0.5).clamp(0, 1)
+    def image(self, seed: int, psi: float, edits: dict[str, float] | None = None,
+              transform: Optional[torch.Tensor] = None, w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[3, H, W] image in [0, 1] of a seed (or of a given w [1, w_dim], e.g. an encoded upload), edited along
+        the named directions, moved and turned by a StyleGAN3 input `transform` (networks.user_transform)."""
+        ws = self.ws(seed, psi) if w is None else w.to(self.G.mapping.w_avg).unsqueeze(1).expand(-1, self.G.num_ws, -1)
+        ws = apply(ws, edits or {}, self.dirs, self.nice)
+        return (self.G.synthesis(ws, transform=transform, noise_mode="const")[0].float().cpu() + 1).mul(0.5).clamp(0, 1)
 
 
 def editor_from(models: Any) -> tuple["Editor", str]:

@@ -37,7 +37,7 @@ def _perceptual() -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Ten
         return "1 - SSIM at two scales", structural
 
 
-def project(G: torch.nn.Module, target: torch.Tensor, identity: Optional[torch.nn.Module] = None, steps: int = 100,
+def invert(G: torch.nn.Module, target: torch.Tensor, identity: Optional[torch.nn.Module] = None, steps: int = 100,
             lr: float = 0.05, starts: int = 8, weights: tuple[float, float, float] = (1.0, 1.0, 1.0), seed: int = 0,
             callback: Optional[Callable[[int, int], None]] = None) -> Inversion:
     """w whose image matches `target` ([3, H, W] in [0, 1] at the generator's resolution, FFHQ-aligned)."""

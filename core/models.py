@@ -1,6 +1,7 @@
 """The one model-set loader: a set (embedded, ffhq, hf:owner/name@rev) resolved once into the roles a page needs.
 
-A page declares the roles it cannot work without and those it uses when the set has them:
+Roles: generator, directions, nice, encoder, analyzer, vae, ae. A page declares the roles it cannot work without
+and those it uses when the set has them:
 
     ROLES, OPTIONAL = ("generator", "nice"), ("analyzer",)
     models = load_models("embedded", ROLES, OPTIONAL, device="cpu")
@@ -28,6 +29,8 @@ BUILDS = {
     "analyzer": "python -m core.train analyzer --config configs/analyzer_synthfaces64.yaml --ship",
     "vae": "python -m core.train vae --config configs/vae_synthfaces45.yaml --ship",
     "ae": "python -m core.train vae --config configs/ae_synthfaces45.yaml --ship",
+    "encoder": "python -m core.train encoder --config configs/encoder_synthfaces64.yaml --ship --set "
+               "generator=<generator>",
 }
 ROLE_ERRORS = (hub.HubError, CheckpointError, OSError)  # what "this role cannot be loaded" looks like
 

@@ -36,7 +36,7 @@ from core.train.rundir import RunDir
 # run checkpoint kind -> the training module whose export_model(tensors, meta) gives (role, model)
 EXPORTERS = {"gan_training": "core.train.gan", "distill_training": "core.train.distill",
              "analyzer_training": "core.train.analyzer", "nice_training": "core.train.nice",
-             "vae_training": "core.train.vae"}
+             "vae_training": "core.train.vae", "encoder_training": "core.train.encoder"}
 
 
 def export_run(run_dir: str | Path) -> tuple[str, Any, dict[str, Any]]:

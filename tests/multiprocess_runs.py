@@ -23,6 +23,7 @@ def configs(root: Path, generator: Path) -> dict[str, RunConfig]:
     """One tiny config per loop, each a run folder under `root`; the NICE trains on the generator at `generator`."""
     from core.train.analyzer import AnalyzerConfig
     from core.train.distill_config import DistillConfig
+    from core.train.encoder import EncoderConfig
     from core.train.gan import GanConfig
     from core.train.nice import NiceConfig
     from core.train.vae import VaeConfig
@@ -41,6 +42,8 @@ def configs(root: Path, generator: Path) -> dict[str, RunConfig]:
                            steps=4, checkpoint_every=2, sample_every=4, **runs),
         "vae": VaeConfig(name="vae", **vae),
         "ae": VaeConfig(name="ae", variational=False, beta=0.0, **vae),
+        "encoder": EncoderConfig(name="encoder", generator=str(generator), width=8, channel_max=16, hidden=32,
+                                 batch_size=4, steps=4, image_from=2, checkpoint_every=2, sample_every=4, **runs),
         "analyzer": AnalyzerConfig(name="analyzer", train_identities=8, per_identity=4, val_identities=4,
                                    val_per_identity=2, width=4, hidden=32, embed_dim=16, batch_size=8, epochs=2,
                                    **runs),
@@ -49,9 +52,9 @@ def configs(root: Path, generator: Path) -> dict[str, RunConfig]:
 
 def trainer(loop: str):
     """The training function of a loop."""
-    from core.train import analyzer, distill, gan, nice, vae
+    from core.train import analyzer, distill, encoder, gan, nice, vae
     return {"distill": distill.train_distill, "gan": gan.train_gan, "nice": nice.train_nice, "vae": vae.train_vae,
-            "ae": vae.train_vae, "analyzer": analyzer.train_analyzer}[loop]
+            "ae": vae.train_vae, "encoder": encoder.train_encoder, "analyzer": analyzer.train_analyzer}[loop]
 
 
 def _record_every_process(out: Path) -> None:

@@ -60,7 +60,8 @@ def test_gpu_work_runs_under_spaces_gpu_only_on_a_zero_gpu_space(monkeypatch):
     assert gpu(work) is work
 
 
-MODEL_HANDLERS = {"mix", "strips", "grid", "render", "both", "videos", "score", "reconstruct", "sample", "interpolate"}
+MODEL_HANDLERS = {"mix", "strips", "grid", "render", "both", "encode", "edit_upload", "videos", "score", "reconstruct",
+                  "sample", "interpolate"}
 NO_MODEL = {"download", "forget_session", "card_text", "<lambda>"}  # handlers that run no model
 
 

@@ -10,7 +10,8 @@ from PIL import Image
 from apps import face_mixing
 from tools.screenshots import chromium, chromium_path
 from core.imaging import to_pil
-from core.mixing import FaceInputError, FaceMixer, load_face_image
+from core.mixing import FaceMixer
+from core.projection import FaceInputError, load_face_image
 from core.synthfaces import render_faces
 
 
@@ -59,7 +60,7 @@ def test_truncated_upload_is_refused(tmp_path, face_png):
 
 
 def test_face_check_accepts_faces_and_refuses_non_faces(mixer):
-    check = mixer._check
+    check = mixer.uploads._check
     faces = render_faces(torch.arange(50_000, 50_128), seed=11).images
     assert check.is_face(faces).all()
     gen = torch.Generator().manual_seed(0)
@@ -114,13 +115,14 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
     assert a.shape == b.shape == m.shape == (256, 256, 3) and not np.array_equal(a, m)
     assert "identity donor" in text and "seed 1" in text
     _, _, _, text = page.mix(1, str(face_png), 2, None, 0.7)
-    assert "face A: upload, projected" in text
+    assert f"face A: upload, {'encoded' if page.encoded else 'projected'}" in text
     items, columns, png, archive = page.grid("1, 2", "3 4 5", 0.7, session="t")
     assert len(items) == 6 and columns == 3 and items[0][1].startswith("id 1 on 3: A ")
     assert Image.open(png).size == (3 * 66 + 2, 2 * 66 + 2)
     assert len(__import__("zipfile").ZipFile(archive).namelist()) == 6
-    *strips, gif_id, gif_attr = page.strips(1, None, 2, None, 0.7, 4, session="t")
-    assert [len(s) for s in strips] == [4, 4] and Image.open(gif_id).n_frames == 4 + 2
+    *strips, gif_id, gif_attr, gif_w, mp4_w = page.strips(1, None, 2, None, 0.7, None, 4, session="t")
+    assert [len(s) for s in strips] == [4, 4, 4] and Image.open(gif_id).n_frames == 4 + 2
+    assert Image.open(gif_w).n_frames == 4 + 2 and mp4_w.endswith(".mp4") and strips[2][0][1].startswith("t=0.00: A 1")
     not_image = tmp_path / "notes.txt"
     not_image.write_text("hello")
     noise = tmp_path / "noise.png"
@@ -131,7 +133,7 @@ def test_page_functions(mixer, face_png, tmp_path, monkeypatch):
                           (lambda: page.mix(1, None, 2, None, float("nan")), "truncation"),
                           (lambda: page.grid("1, x", "2", 0.7), "must be a whole number"),
                           (lambda: page.grid(",".join(map(str, range(9))), "2", 0.7), "at most"),
-                          (lambda: page.strips(1, None, 2, None, 0.7, 50), "3 to 12")]:
+                          (lambda: page.strips(1, None, 2, None, 0.7, None, 50), "3 to 12")]:
         with pytest.raises(gr.Error, match=message):
             call()
 

@@ -19,7 +19,7 @@ from tests.conftest import tiny_kwargs
 from tests.multiprocess_runs import configs, trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOPS = ("distill", "gan", "nice", "vae", "ae", "analyzer")
+LOOPS = ("distill", "gan", "nice", "vae", "ae", "encoder", "analyzer")
 EPOCH_LOOPS = ("vae", "ae", "analyzer")  # steps come from epochs over a data set
 LOSS_KEY = {"gan": "loss_d"}  # the scalar every training line logs (default "loss")
 

@@ -117,7 +117,7 @@ def test_nice_trains_with_the_insightface_analyzer(pack, tmp_path):
 
 
 def test_inversion_into_an_official_architecture_generator_lowers_its_loss(pack, dlib_faces, photos):
-    from core.inversion import project
+    from core.inversion import invert
     from core.stylegan3 import Generator, generator_kwargs
     torch.manual_seed(0)  # the official StyleGAN3-T layout, narrowed so that it runs here; random weights
     G = Generator(**generator_kwargs("stylegan3-t", 64, channel_base=2048, channel_max=32)).eval()
@@ -125,27 +125,28 @@ def test_inversion_into_an_official_architecture_generator_lowers_its_loss(pack,
     face = find_face(photos["astronaut"], dlib_faces, size=64)
     target = torch.from_numpy(face.ffhq.astype(np.float32) / 255).permute(2, 0, 1)
     ticks = []
-    result = project(G, target, load_analyzer(f"insightface:{pack}"), steps=25, starts=2,
+    result = invert(G, target, load_analyzer(f"insightface:{pack}"), steps=25, starts=2,
                      callback=lambda step, total: ticks.append(step))
     assert ticks == list(range(1, 26)) and result.image.shape == (3, 64, 64)
     assert result.losses[-1] < 0.9 * result.losses[0] and result.perceptual.startswith("1 - SSIM")
     with pytest.raises(ValueError, match=r"\[3, 64, 64\]"):
-        project(G, target[:, :32], None)
+        invert(G, target[:, :32], None)
 
 
 def test_face_mixing_accepts_a_real_photo_for_real_sets_and_explains_it_for_the_embedded_one(pack, photos,
                                                                                               tmp_path):
     from PIL import Image
 
-    from core.mixing import FaceMixer, RealPhotoError
+    from core.mixing import FaceMixer
     from core.nice import NICE
+    from core.projection import RealPhotoError, Uploads
     from core.stylegan3 import Generator
     from tests.conftest import tiny_kwargs
     Image.fromarray(photos["astronaut"]).save(tmp_path / "astronaut.png")
     torch.manual_seed(0)
     G = Generator(**tiny_kwargs(resolution=32))
-    real = FaceMixer(G, load_analyzer(f"insightface:{pack}"), NICE(G.w_dim, 12, hidden=32, depth=2), None,
-                     lambda: faces_backend("dlib"))
+    real = FaceMixer(NICE(G.w_dim, 12, hidden=32, depth=2),
+                     Uploads(G, load_analyzer(f"insightface:{pack}"), faces=lambda: faces_backend("dlib")))
     assert real.real
     image = real.photo(tmp_path / "astronaut.png")
     assert image.shape == (3, 32, 32)

@@ -1,6 +1,8 @@
 """Attribute directions (PCA, supervised) and the latent-sliders app, on a tiny generator made here."""
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 import numpy as np
 from PIL import Image
@@ -155,7 +157,8 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
     demo = latent_sliders.build(Editor(tiny_g, dirs), note="PCA only")
     config = demo.get_config_file()
     sliders = [c for c in config["components"] if c.get("type") == "slider"]
-    assert len(sliders) == 4 + 2  # four directions, truncation and the sweep export's frame count
+    # four directions; truncation, the upload's refine steps, move x, move y, rotate; the sweep's frame count
+    assert len(sliders) == 4 + 5 + 1
     assert any("PCA only" in c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown")
 
 
@@ -170,7 +173,7 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
             after = AFTER_SRC
             page.wait_for_function(f"({after})().length > 0", timeout=60_000)
             first = page.evaluate(after)
-            slider = page.locator("input[type=range]").nth(1)  # the first direction (0 is truncation)
+            slider = page.get_by_label(re.compile(r"^range slider for pca_0"))  # the first direction
             slider.focus()
             for _ in range(30):
                 page.keyboard.press("ArrowRight")

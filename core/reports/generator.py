@@ -44,7 +44,7 @@ def draw_faces(G: torch.nn.Module, z: torch.Tensor, batch: int = 100) -> torch.T
 
 def report(G: torch.nn.Module, analyzer: torch.nn.Module, samples: int = 1000, seed: int = 1) -> tuple[dict, dict]:
     """(numbers, images for the contact sheet) of G against its targets on `samples` held-out latents."""
-    from core.mixing import FaceCheck
+    from core.projection import FaceCheck
     if samples < CONTACT_SHEET:
         raise ValueError(f"samples must be at least {CONTACT_SHEET} (the contact sheet shows {CONTACT_SHEET} faces), "
                          f"got {samples}; the report's figures are meant for about 1,000")

@@ -129,6 +129,15 @@ def estimate_w_avg(mapping: MappingNetwork, samples: int = 100_000, seed: int = 
     return total / samples
 
 
+def user_transform(translate_x: float = 0.0, translate_y: float = 0.0, degrees: float = 0.0) -> torch.Tensor:
+    """The 3 x 3 input transform that moves a StyleGAN3 face by (translate_x, translate_y) and turns it by `degrees`
+    (NVIDIA's gen_images.py convention: the inverse of the rotation-translation matrix); the identity for zeros."""
+    angle = degrees / 360.0 * np.pi * 2
+    s, c = np.sin(angle), np.cos(angle)
+    m = np.array([[c, s, translate_x], [-s, c, translate_y], [0, 0, 1]], dtype=np.float64)
+    return torch.from_numpy(np.linalg.inv(m)).float()
+
+
 class SynthesisInput(torch.nn.Module):
     """Fourier features whose rotation and translation are predicted from w (plus a user transform)."""
 
@@ -153,9 +162,11 @@ class SynthesisInput(torch.nn.Module):
         self.register_buffer("freqs", freqs)
         self.register_buffer("phases", phases)
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, w: torch.Tensor, transform: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Features for w; `transform` (3 x 3, see `user_transform`) replaces the stored one for this call only, so
+        concurrent callers of a shared generator each move their own faces."""
         batch = w.shape[0]
-        transforms = self.transform.unsqueeze(0)
+        transforms = (self.transform if transform is None else transform.to(self.transform)).unsqueeze(0)
         freqs = self.freqs.unsqueeze(0)
         phases = self.phases.unsqueeze(0)
         t = self.affine(w)
@@ -315,11 +326,11 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, name, layer)
             self.layer_names.append(name)
 
-    def forward(self, ws: torch.Tensor, **layer_kwargs: Any) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, transform: Optional[torch.Tensor] = None, **layer_kwargs: Any) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must have shape [batch, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws_list = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws_list[0])
+        x = self.input(ws_list[0], transform)
         for name, w in zip(self.layer_names, ws_list[1:]):
             x = getattr(self, name)(x, w, **layer_kwargs)
         if self.output_scale != 1:

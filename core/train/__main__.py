@@ -20,6 +20,7 @@ from core.train.placement import launch_rank
 LOOPS = {
     "analyzer": ("core.train.analyzer", "AnalyzerConfig", "train_analyzer"),
     "distill": ("core.train.distill", "DistillConfig", "train_distill"),
+    "encoder": ("core.train.encoder", "EncoderConfig", "train_encoder"),
     "gan": ("core.train.gan", "GanConfig", "train_gan"),
     "vae": ("core.train.vae", "VaeConfig", "train_vae"),
     "nice": ("core.train.nice", "NiceConfig", "train_nice"),
