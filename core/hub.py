@@ -9,6 +9,7 @@ a corrupt cached copy is downloaded again, and a corrupt download fails with a m
     embedded               SynthFaces models shipped in checkpoints/ (offline, CPU)
     ffhq                   official StyleGAN3-T FFHQ 1024 weights, converted to safetensors (see README)
     hf:owner/name[@rev]    a repository written by `python -m core.publish`
+    <folder>               a folder holding latent_lab.json and its files (what `python -m core.build` writes)
 
     python -m core.hub list
 """
@@ -45,6 +46,7 @@ class Checkpoint:
     repo_id: Optional[str] = None
     filename: Optional[str] = None  # stem inside the repo; <filename>.safetensors and <filename>.json
     revision: str = "main"
+    local: Optional[str] = None  # a set folder's own file (its .safetensors), used as it is
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offl
 
 
 def model_set_names() -> list[str]:
-    return ["embedded", "ffhq", "hf:owner/name[@revision]"]
+    return ["embedded", "ffhq", "hf:owner/name[@revision]", "a folder holding latent_lab.json"]
 
 
 def _env_flag(name: str) -> bool:
@@ -101,6 +103,10 @@ def _fetch_pair(ckpt: Checkpoint, local_only: bool, force: bool = False) -> Path
 def resolve(ckpt: Checkpoint, local_dir: Path = CHECKPOINT_DIR) -> Path:
     """Path of the .safetensors for `ckpt` (its .json beside it): checkpoints/, then the HF cache, then a download.
     Nothing is verified here; `load` verifies as it reads."""
+    if ckpt.local:
+        if not Path(ckpt.local).is_file():
+            raise HubError(f"{ckpt.local} is missing from its model set folder; rebuild the set (python -m core.build)")
+        return Path(ckpt.local)
     local = local_dir / f"{ckpt.name}.safetensors"
     if local.is_file():
         return local
@@ -172,6 +178,36 @@ def _download_again(ckpt: Checkpoint) -> Path:
                        ) from e
 
 
+def _manifest_entries(manifest: Any, where: str) -> dict[str, dict[str, str]]:
+    """The role entries of a manifest, checked: each a filename and a kind (strings)."""
+    entries = manifest.get("models") if isinstance(manifest, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise HubError(f"{where}: {MANIFEST} must hold a 'models' object mapping roles to "
+                       f"{{\"filename\": ..., \"kind\": ...}}")
+    bad = [role for role, e in entries.items() if not (isinstance(e, dict) and isinstance(e.get("filename"), str)
+                                                       and isinstance(e.get("kind"), str))]
+    if bad:
+        raise HubError(f"{where}: {MANIFEST} entries need a 'filename' and a 'kind' (strings); these do "
+                       f"not: {', '.join(map(str, bad))}")
+    return entries
+
+
+def _folder_set(folder: Path) -> ModelSet:
+    """A set folder (python -m core.build writes one): its manifest's roles, read from the folder itself."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise HubError(f"{folder} holds no {MANIFEST}: not a model set folder (python -m core.build writes one)"
+                       ) from None
+    except json.JSONDecodeError as e:
+        raise HubError(f"{folder}/{MANIFEST} is not valid JSON ({e})") from e
+    entries = _manifest_entries(manifest, str(folder))
+    models = {role: Checkpoint(f"{folder.name}--{e['filename']}", e["kind"],
+                               local=str(folder.resolve() / f"{Path(e['filename']).name}.safetensors"))
+              for role, e in entries.items()}
+    return ModelSet(str(folder), str(manifest.get("description", f"models in {folder}")), models)
+
+
 def _user_set(spec: str) -> ModelSet:
     repo, _, revision = spec[3:].partition("@")
     if repo.count("/") != 1:
@@ -187,15 +223,7 @@ def _user_set(spec: str) -> ModelSet:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise HubError(f"{repo}@{revision}: {MANIFEST} is not valid JSON ({e})") from e
-    entries = manifest.get("models") if isinstance(manifest, dict) else None
-    if not isinstance(entries, dict) or not entries:
-        raise HubError(f"{repo}@{revision}: {MANIFEST} must hold a 'models' object mapping roles to "
-                       f"{{\"filename\": ..., \"kind\": ...}}")
-    bad = [role for role, e in entries.items() if not (isinstance(e, dict) and isinstance(e.get("filename"), str)
-                                                       and isinstance(e.get("kind"), str))]
-    if bad:
-        raise HubError(f"{repo}@{revision}: {MANIFEST} entries need a 'filename' and a 'kind' (strings); these do "
-                       f"not: {', '.join(map(str, bad))}")
+    entries = _manifest_entries(manifest, f"{repo}@{revision}")
     # Pin every file to the commit the manifest came from (its snapshot folder), so the set stays consistent.
     commit = path.parent.name
     models = {role: Checkpoint(f"{repo.replace('/', '--')}--{e['filename']}", e["kind"], repo, e["filename"], commit)
@@ -250,6 +278,8 @@ def model_set(name: str) -> ModelSet:
         return _ffhq()
     if name.startswith("hf:"):
         return _user_set(name)
+    if Path(name).is_dir():
+        return _folder_set(Path(name))
     raise HubError(f"unknown model set {name!r}; known: {', '.join(model_set_names())}")
 
 

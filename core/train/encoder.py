@@ -32,7 +32,7 @@ class EncoderConfig(RunConfig):
 
     name: str = "encoder_synthfaces64"
     generator: str = "synthfaces_stylegan3"
-    analyzer: str = "synthfaces"
+    analyzer: str = "synthfaces"  # the identity term's analyzer; '' for none (then weight_identity must be 0)
     width: int = 32
     channel_max: int = 128
     blocks: int = 2
@@ -59,6 +59,8 @@ class EncoderConfig(RunConfig):
                              f"{self.render_fraction}")
         if min(self.weight_latent, self.weight_pixel, self.weight_identity) < 0:
             raise ValueError("loss weights must be >= 0")
+        if self.weight_identity > 0 and not self.analyzer:
+            raise ValueError("weight_identity > 0 needs an analyzer (its identity embedding)")
 
 
 class Pairs:
@@ -70,7 +72,8 @@ class Pairs:
         from core.synthfaces.latent import is_distilled
         self.cfg, self.device = cfg, device
         self.G = Generator.from_pretrained(cfg.generator, device=device).requires_grad_(False)
-        self.analyzer = load_analyzer(cfg.analyzer, device=str(device)).requires_grad_(False).eval()
+        self.analyzer = (load_analyzer(cfg.analyzer, device=str(device)).requires_grad_(False).eval()
+                         if cfg.analyzer else None)
         self.distilled = is_distilled(self.G)
         with torch.no_grad():
             w = self.G.mapping(torch.randn(4000, self.G.z_dim, generator=torch.Generator().manual_seed(0)
@@ -111,10 +114,11 @@ class Objective(torch.nn.Module):
         if image_terms:
             drawn = pairs.G.images_from_w(w_hat)
             out["loss_pixel"] = pixel_loss(drawn, faces, cfg.pixel_scales)
-            emb = F.normalize(pairs.analyzer.raw(drawn.clamp(0, 1))[0], dim=1)
-            with torch.no_grad():
-                target = F.normalize(pairs.analyzer.raw(faces)[0], dim=1)
-            out["loss_identity"] = 1 - (emb * target).sum(1).mean()
+            if cfg.weight_identity > 0:
+                emb = F.normalize(pairs.analyzer.raw(drawn.clamp(0, 1))[0], dim=1)
+                with torch.no_grad():
+                    target = F.normalize(pairs.analyzer.raw(faces)[0], dim=1)
+                out["loss_identity"] = 1 - (emb * target).sum(1).mean()
         out["loss"] = (cfg.weight_latent * out["loss_latent"] + cfg.weight_pixel * out.get("loss_pixel", 0)
                        + cfg.weight_identity * out.get("loss_identity", 0))
         return out
