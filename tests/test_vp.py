@@ -178,3 +178,16 @@ def test_the_vp_tab_shows_the_report_card_row_of_a_space(tmp_path):
     assert "SynthFaces factors (ceiling)" in text and "| 0.900 | 0.800 |" in text and "MIG" in text
     assert "not scored (later)" in card_text("generator-z", path)
     assert "no row" in card_text("vae", path)
+
+
+def test_the_rotation_family_loses_its_ground_truth_scores_as_it_turns():
+    """Constructed: the factors turned by R(t) score lower on every ground-truth metric as t grows; VP's rank
+    correlation with a metric is +1 when they order the spaces alike."""
+    from core.reports.disentanglement import QUICK
+    from core.reports.vp_family import family_report, rank_correlations
+    rows = family_report((0.0, 0.1, 1.0), QUICK, vp_preset=None, progress=False)["rows"]
+    for metric in ("dci_disentanglement", "mig", "sap"):
+        values = [r[metric] for r in rows]
+        assert values[0] > values[1] > values[2], (metric, values)
+    assert rows[0]["dci_disentanglement"] > 0.95 and rows[-1]["dci_disentanglement"] < 0.3
+    assert rank_correlations([3, 2, 1], [0.9, 0.5, 0.1]) == {"spearman": 1.0, "kendall": 1.0}
