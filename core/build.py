@@ -70,8 +70,9 @@ class Builder:
 
     def __init__(self, generator: str, labeller: str, out: str | Path, options: BuildOptions,
                  progress: bool = True) -> None:
-        from core.labels import identity_model
+        from core.labels import check_labeller, identity_model
         from core.stylegan3 import Generator
+        check_labeller(labeller)
         self.out, self.options, self.progress = Path(out), options, progress
         source = generator_file(generator)
         self.G = Generator.from_pretrained(source).requires_grad_(False)  # a file that is not a StyleGAN3 fails here

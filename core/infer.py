@@ -78,7 +78,7 @@ class FolderInference:
         ids, attrs = [p for p in ids if w_ids[p] is not None], [p for p in attrs if w_attrs[p] is not None]
         if not ids or not attrs:
             raise InferenceError("no usable identity or attribute image (see the skipped list)")
-        blank = torch.ones(3, self.mixer.resolution, self.mixer.resolution)
+        blank = torch.ones(3, self.mixer.uploads.resolution, self.mixer.uploads.resolution)
         rows = [torch.stack([blank, *self.mixer.render(torch.cat([w_attrs[p] for p in attrs]))])]
         for i in self._bar(ids, "mixing"):
             mixes = self.mixer.render(self.mixer.mix(w_ids[i].expand(len(attrs), -1), torch.cat(

@@ -102,14 +102,19 @@ class AnalyzerLabeller:
         return Labels(factors, self.names, torch.ones(len(images), dtype=torch.bool))
 
 
+def check_labeller(spec: str) -> None:
+    """Refuse a labeller name that is none of: synthfaces, dlib, insightface[:ROOT]."""
+    if not (spec in ("synthfaces", "dlib", "insightface") or spec.startswith("insightface:")):
+        raise ValueError(f"unknown labeller {spec!r}; known: synthfaces, dlib, insightface[:ROOT]")
+
+
 def labeller(spec: str, device: str = "cpu"):
     """A labeller by name: 'synthfaces' (the embedded analyzer), 'dlib', or 'insightface[:ROOT]'."""
     from core.analysis import faces_backend, load_analyzer
+    check_labeller(spec)
     if spec == "synthfaces":
         return AnalyzerLabeller(load_analyzer("synthfaces", device=device).eval())
-    if spec == "dlib" or spec.startswith("insightface"):
-        return LandmarkLabeller(faces_backend(spec))
-    raise ValueError(f"unknown labeller {spec!r}; known: synthfaces, dlib, insightface[:ROOT]")
+    return LandmarkLabeller(faces_backend(spec))
 
 
 def identity_model(spec: str) -> Optional[str]:

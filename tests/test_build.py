@@ -99,7 +99,8 @@ def test_bad_generators_and_labellers_are_refused_clearly(built, tmp_path):
     with pytest.raises(CheckpointError, match="holds a 'vae' model, not a 'stylegan3' one"):
         Builder("synthfaces_vae", "synthfaces", tmp_path / "vae", TINY_BUILD)
     with pytest.raises(ValueError, match="unknown labeller"):
-        Builder(str(generator), "crystal-ball", tmp_path / "x", TINY_BUILD).run()
+        Builder(str(generator), "crystal-ball", tmp_path / "x", TINY_BUILD)
+    assert not (tmp_path / "x").exists()  # refused before anything was written
     assert main(["--generator", str(generator), "--labeller", "dlib", "--out", str(tmp_path / "dlib"),
                  "--samples", "64"]) == 2  # dlib finds no real face in a 32 px SynthFaces face
 

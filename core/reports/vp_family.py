@@ -86,8 +86,8 @@ def family_report(ts: tuple[float, ...] = TS, sizes: dict[str, int] = SIZES, vp_
         if vp_preset:
             latent = space.vp()
             result = vp_score(latent.sample_fn, latent.dim, vp_preset, latent.latent_range, seed=seed)
-            row["vp"], row["vp_spread"], row["vp_runs"] = result.score, result.spread, list(result.scores)
-            vp_runs.append(list(result.scores))
+            row["vp"], row["vp_spread"], row["vp_runs"] = result.score, result.spread, list(result.runs)
+            vp_runs.append(list(result.runs))
         rows.append(row)
     if not vp_preset:
         return {"ts": list(ts), "sizes": sizes, "vp_preset": None, "rows": rows, "correlations": {}}
