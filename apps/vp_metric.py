@@ -95,6 +95,23 @@ def card_text(space: str, card_path: Path = CARD) -> str:
             + "---:|" * len(METRICS) + f"\n| {cells} |")
 
 
+FAMILY = CARD.parent.parent / "vp_family" / "report.json"
+
+
+def family_view(path: Path = FAMILY) -> tuple[str, Optional[go.Figure]]:
+    """The VP-vs-ground-truth study (core.reports.vp_family): VP against DCI across spaces whose disentanglement
+    is known by construction, and the answer in words."""
+    from core.reports.vp_family import figure, verdict
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return ("No study yet: `python -m core.reports.vp_family` writes docs/vp_family/ (every report-card metric "
+                "on the factor space turned step by step from itself to a random rotation).", None)
+    return (f"The factor space turned by R(t), t = {', '.join(f'{t:g}' for t in result['ts'])} (0: the factors, "
+            f"1: a random rotation); VP preset `{result['vp_preset']}`. Does VP rank these spaces as the ground "
+            f"truth does?\n\n{verdict(result)}\n\nTables: docs/vp_family/report.md"), figure(result)
+
+
 def check(space: Any, preset: Any, seed: Any) -> tuple[str, str, int]:
     if space not in SAMPLERS:
         raise gr.Error(f"latent space must be one of {', '.join(SAMPLERS)}, got {short(space)}")
@@ -165,6 +182,11 @@ def build(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
         with gr.Accordion("The disentanglement report card for this space", open=False):
             card = gr.Markdown(card_text("synthfaces"))
         space.change(card_text, space, card, api_visibility="private")
+        with gr.Accordion("Does VP agree with ground truth? A family of known disentanglement", open=False):
+            family_md, family_plot = family_view()
+            gr.Markdown(family_md)
+            if family_plot is not None:
+                gr.Plot(family_plot)
 
 
         @gpu

@@ -40,7 +40,7 @@ def configs(root: Path, generator: Path) -> dict[str, RunConfig]:
                          **runs),
         "nice": NiceConfig(name="nice", generator=str(generator), id_dim=12, hidden=32, depth=2, batch_size=4,
                            steps=4, checkpoint_every=2, sample_every=4, **runs),
-        "vae": VaeConfig(name="vae", **vae),
+        "vae": VaeConfig(name="vae", vp_weight=1.0, vp_dims=4, vp_width=8, **vae),  # with the VP term (Q in DDP too)
         "ae": VaeConfig(name="ae", variational=False, beta=0.0, **vae),
         "encoder": EncoderConfig(name="encoder", generator=str(generator), width=8, channel_max=16, hidden=32,
                                  batch_size=4, steps=4, image_from=2, checkpoint_every=2, sample_every=4, **runs),

@@ -159,8 +159,7 @@ def test_vp_loss_makes_latent_changes_predictable():
     0.25): joint minus control 0.12 and 0.20 for seeds 0 and 1 (0.12 to 0.31 over seeds 0-3 on 512 pairs), 0.120
     with 1 thread and 0.112 with 2 (seed 0); control alone 0.26 to 0.33. The bound 0.06 is half the smallest gap,
     about seven times the spread between thread counts."""
-    from core.metrics.vp import VarPredNet
-    from core.train.gan import vp_loss
+    from core.metrics.vp import VarPredNet, vp_loss
     torch.set_num_threads(1)  # the machine's thread count changes the float path; one thread is the same everywhere
 
     def trained(train_g: bool) -> float:

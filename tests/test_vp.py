@@ -1,6 +1,7 @@
 """VP metric on SynthFaces itself: its factors are a perfectly disentangled latent, a rotation of them is not."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -180,7 +181,7 @@ def test_the_vp_tab_shows_the_report_card_row_of_a_space(tmp_path):
     assert "no row" in card_text("vae", path)
 
 
-def test_the_rotation_family_loses_its_ground_truth_scores_as_it_turns():
+def test_the_rotation_family_loses_its_ground_truth_scores_as_it_turns(tmp_path):
     """Constructed: the factors turned by R(t) score lower on every ground-truth metric as t grows; VP's rank
     correlation with a metric is +1 when they order the spaces alike."""
     from core.reports.disentanglement import QUICK
@@ -191,3 +192,17 @@ def test_the_rotation_family_loses_its_ground_truth_scores_as_it_turns():
         assert values[0] > values[1] > values[2], (metric, values)
     assert rows[0]["dci_disentanglement"] > 0.95 and rows[-1]["dci_disentanglement"] < 0.3
     assert rank_correlations([3, 2, 1], [0.9, 0.5, 0.1]) == {"spearman": 1.0, "kendall": 1.0}
+    # The verdict, in the report and the VP tab: VP runs that fall with t agree; runs that rise rank in reverse;
+    # runs that overlap across spaces give an interval across zero.
+    from apps.vp_metric import family_view
+    from core.reports.vp_family import correlate
+    for runs, answer in (([[0.9, 0.8], [0.6, 0.5], [0.2, 0.3]], "VP agrees"),
+                         ([[0.2, 0.3], [0.6, 0.5], [0.9, 0.8]], "VP ranks them in reverse"),
+                         ([[0.1, 0.9], [0.5, 0.4], [0.9, 0.1]], "VP shows no reliable agreement")):
+        result = {"ts": [0.0, 0.1, 1.0], "vp_preset": "interactive", "correlations": correlate(rows, runs),
+                  "rows": [{**r, "vp": float(np.mean(v)), "vp_spread": float(np.std(v))} for r, v in zip(rows, runs)]}
+        (tmp_path / "report.json").write_text(json.dumps(result))
+        text, fig = family_view(tmp_path / "report.json")
+        assert f"- dci_disentanglement: {answer}" in text, text
+        assert list(fig.data[0].y) == [r["vp"] for r in result["rows"]]
+    assert family_view(tmp_path / "none.json")[1] is None

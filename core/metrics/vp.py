@@ -85,6 +85,18 @@ class VarPredNet(torch.nn.Module):
         return self.net(diff)
 
 
+def vp_loss(G: Callable[[torch.Tensor], torch.Tensor], Q: torch.nn.Module, z: torch.Tensor, fake: torch.Tensor,
+            dims: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VP training term (the paper's constraint, in the GAN and the VAE loops): (cross-entropy of Q telling which
+    of the first `dims` latent dimensions was redrawn, Q's accuracy). `fake` is G(z), so one extra pass of G (a
+    generator, a decoder) is needed; the generator and Q both minimise it."""
+    which = torch.randint(0, dims, (len(z),), generator=gen).to(z.device)
+    z2 = z.clone()
+    z2[torch.arange(len(z), device=z.device), which] = torch.randn(len(z), generator=gen).to(z)
+    logits = Q(G(z2) - fake)
+    return F.cross_entropy(logits.float(), which), (logits.argmax(1) == which).float().mean()
+
+
 def _resize(images: torch.Tensor, side: Optional[int]) -> torch.Tensor:
     if side is None or images.shape[-1] == side:
         return images

@@ -29,7 +29,7 @@ from core.checkpoints import read_config
 from core.config import from_dict
 from core.imaging import save_grid
 from core.metrics.fd import analyzer_features, factor_match, frechet_distance
-from core.metrics.vp import VarPredNet
+from core.metrics.vp import VarPredNet, vp_loss
 from core.stylegan3.discriminator import Discriminator
 from core.stylegan3.networks import Generator
 from core.stylegan3.ops import upfirdn2d
@@ -179,17 +179,6 @@ class Evaluator:
         match = factor_match(self.real_factors, factors)
         return {"fd_analyzer": frechet_distance(self.real_feats, feats), "fd_analyzer_real_real": self.baseline,
                 "factor_w1_mean": sum(match.values()) / len(match), **{f"factor_w1/{k}": v for k, v in match.items()}}
-
-
-def vp_loss(G: torch.nn.Module, Q: torch.nn.Module, z: torch.Tensor, fake: torch.Tensor, dims: int,
-            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross-entropy of Q telling which of the first `dims` latent dimensions was redrawn, Q's accuracy); `fake` is
-    G(z), so one extra synthesis pass is needed."""
-    which = torch.randint(0, dims, (len(z),), generator=gen).to(z.device)
-    z2 = z.clone()
-    z2[torch.arange(len(z), device=z.device), which] = torch.randn(len(z), generator=gen).to(z)
-    logits = Q(G(z2) - fake)
-    return F.cross_entropy(logits.float(), which), (logits.argmax(1) == which).float().mean()
 
 
 def build_generator(cfg: GanConfig) -> Generator:

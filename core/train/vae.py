@@ -3,6 +3,10 @@
     python -m core.train vae --config configs/vae_synthfaces45.yaml [--resume] [--set key=value ...]
     python -m core.train vae --config configs/vae_beta_family.yaml     (one run per value in `betas`)
 
+With `vp_weight` > 0 each step adds the variation-predictability term (Zhu et al., 2020; `core.metrics.vp.vp_loss`):
+latents drawn from the prior, one of the first `vp_dims` redrawn, both decoded, and a predictor Q and the decoder
+both minimise Q's error in naming the redrawn dimension from the image difference.
+
 Each epoch logs the training loss terms, the validation ELBO (its negative: BCE + KL, in nats per image) and the
 mean validation SSIM, and writes a grid of validation reconstructions above random faces from N(0, I).
 """
@@ -18,6 +22,7 @@ from tqdm import tqdm
 
 from core.config import from_dict
 from core.imaging import save_grid
+from core.metrics.vp import VarPredNet, vp_loss
 from core.synthfaces.dataset import SynthFacesDataset
 from core.train.rundir import RunConfig, TrainingRun, part
 from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, evaluate_vae, vae_loss
@@ -43,6 +48,15 @@ class VaeConfig(RunConfig):
     epochs: int = 20
     lr: float = 0.001
     ship_half: bool = True  # store shipped weights as float16 (the MLP is 21M parameters)
+    vp_weight: float = 0.0  # variation-predictability term weight, in nats per image like the ELBO (0 = off)
+    vp_dims: int = 10  # the first vp_dims latent dimensions carry the constraint
+    vp_width: int = 16  # predictor width
+    vp_lr: float = 0.001
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vp_weight < 0 or (self.vp_weight > 0 and not 2 <= self.vp_dims <= self.dim_z):
+            raise ValueError(f"vp_weight must be >= 0 and vp_dims between 2 and dim_z ({self.dim_z})")
 
 
 def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
@@ -59,6 +73,8 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
     torch.manual_seed(cfg.seed)
     model = VAE(cfg.dim_z, cfg.architecture, cfg.width, cfg.variational)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    Q = VarPredNet(cfg.vp_dims, cfg.vp_width) if cfg.vp_weight > 0 else None
+    opt_q = torch.optim.Adam(Q.parameters(), lr=cfg.vp_lr) if Q is not None else None
     train = SynthFacesDataset(cfg.train_identities, cfg.per_identity, SIDE, seed=cfg.seed)
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, SIDE, seed=cfg.seed + 999,
                             first_identity=VAL_FIRST_IDENTITY)
@@ -67,8 +83,12 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
     run.total_steps = run.step + steps_per_epoch * (cfg.epochs - (run.meta["epoch"] + 1 if "epoch" in run.meta else 0))
     fixed = val.images[:16].to(run.device)
     noise = torch.randn(16, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(run.device)
-    run.restore({"model": model}, {"opt": opt})
+    modules, optimizers = {"model": model, "Q": Q}, {"opt": opt, "q": opt_q}
+    run.restore(modules, optimizers)
     trained, opt = run.prepare(model, opt)
+    if Q is not None:
+        Q_train, opt_q = run.prepare(Q, opt_q)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * run.rank)  # the VP term's latents, one stream per process
     torch.manual_seed(cfg.seed + 7919 * run.rank)  # each process draws its own reparameterisation noise
     with run:
         start_epoch = run.meta["epoch"] + 1 if "epoch" in run.meta else 0
@@ -82,13 +102,23 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                     continue
                 with run.autocast():
                     loss, bce, kl = vae_loss(x, trained(x), cfg.beta)
+                    terms = {"loss": loss, "bce": bce, **({"kl": kl} if model.variational else {})}
+                    if Q is not None:  # the decoder and Q both minimise Q's error; the prior's latents
+                        z = torch.randn(len(x), cfg.dim_z, generator=gen).to(x.device)
+                        terms["loss_vp"], terms["vp_accuracy"] = vp_loss(model.decode, Q_train, z, model.decode(z),
+                                                                         cfg.vp_dims, gen)
+                        loss = loss + cfg.vp_weight * terms["loss_vp"]
                 opt.zero_grad(set_to_none=True)
+                if Q is not None:
+                    opt_q.zero_grad(set_to_none=True)
                 run.backward(loss)
                 opt.step()
+                if Q is not None:
+                    opt_q.step()
                 run.advance(len(x))
                 seen += len(x) * run.num_processes
                 if run.step % cfg.log_every == 0:
-                    scalars = run.mean_scalars({"loss": loss, "bce": bce, **({"kl": kl} if model.variational else {})})
+                    scalars = run.mean_scalars({k: v.detach() for k, v in terms.items()})
                     run.log(run.step, **scalars, images_per_s=seen / (time.time() - t0), images_seen=run.images_seen)
                     bar.set_postfix(loss=f"{scalars['loss']:.1f}")
             if run.main:
@@ -97,7 +127,7 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                 with torch.no_grad():
                     grid = torch.cat([fixed, model(fixed, sample=False).recon, model.decode(noise)])
                 save_grid(grid.cpu(), run.samples / f"{run.step:08d}.png", 16)
-            run.save(run.step, "vae_training", {"model": model}, {"opt": opt}, epoch=epoch)
+            run.save(run.step, "vae_training", modules, optimizers, epoch=epoch)
         run.ship(model, dtype=torch.float16 if cfg.ship_half else None,
                  evaluation=f"{cfg.val_identities} held-out identities x {cfg.val_per_identity} images at {SIDE} px")
     return run.report
