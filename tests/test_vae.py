@@ -122,6 +122,32 @@ def test_the_vp_term_makes_the_decoders_latent_changes_predictable(tmp_path):
         tiny(tmp_path, dim_z=8, vp_weight=1.0, vp_dims=9)
 
 
+def test_the_vp_study_trains_both_arms_per_seed_and_pairs_them(tmp_path, capsys):
+    """configs/vae_vp_study.yaml's shape in miniature: vp_weights x seeds in one command, each run shipped with a
+    suffix per listed key; the report finds the pairs and compares each seed's two runs."""
+    from core.reports.vp_training import main, paired, study_models
+    report = train_vae(tiny(tmp_path, name="st", architecture="conv", width=8, dim_z=8, epochs=1, vp_weights="0,100",
+                            seeds="0,1", vp_dims=8, vp_width=8, ship=True, ship_to=str(tmp_path / "study" / "vae")),
+                       progress=False)
+    assert sorted(p.name for p in tmp_path.glob("st_*")) == ["st_vp0_seed0", "st_vp0_seed1", "st_vp100_seed0",
+                                                              "st_vp100_seed1"]
+    assert {"vp0_seed1/val_neg_elbo", "vp100_seed0/val_neg_elbo"} <= set(report)
+    models = study_models(tmp_path / "study")
+    assert [m["trained_with"]["vp_weight"] for _, m in models] == [0.0, 0.0, 100.0, 100.0]
+    rows = [{"seed": m["trained_with"]["seed"], "vp_weight": m["trained_with"]["vp_weight"], **m["metrics"]}
+            for _, m in models]
+    bce = paired(rows)["val_bce"]
+    assert bce["differences"] == pytest.approx([rows[2]["val_bce"] - rows[0]["val_bce"],
+                                                rows[3]["val_bce"] - rows[1]["val_bce"]])
+    assert bce["every_seed"] in ("up", "down", "mixed") and "dci_disentanglement" not in paired(rows)
+    (tmp_path / "study" / "vae_vp100_seed0.safetensors").unlink()
+    (tmp_path / "study" / "vae_vp100_seed1.safetensors").unlink()
+    assert main(["--models", str(tmp_path / "study"), "--out", str(tmp_path / "out")]) == 2
+    assert "no VAE pair with and without the VP term" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="seeds must be comma-separated numbers"):
+        train_vae(tiny(tmp_path, seeds="0,one"), progress=False)
+
+
 def test_workflow_functions(tmp_path):
     torch.manual_seed(0)
     model = VAE(8, "conv", width=8).eval()

@@ -2,6 +2,7 @@
 
     python -m core.train vae --config configs/vae_synthfaces45.yaml [--resume] [--set key=value ...]
     python -m core.train vae --config configs/vae_beta_family.yaml     (one run per value in `betas`)
+    python -m core.train vae --config configs/vae_vp_study.yaml        (one run per vp_weight and seed)
 
 With `vp_weight` > 0 each step adds the variation-predictability term (Zhu et al., 2020; `core.metrics.vp.vp_loss`):
 latents drawn from the prior, one of the first `vp_dims` redrawn, both decoded, and a predictor Q and the decoder
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from core.config import from_dict
+from core.config import from_dict, short
 from core.imaging import save_grid
 from core.metrics.vp import VarPredNet, vp_loss
 from core.synthfaces.dataset import SynthFacesDataset
@@ -40,6 +41,8 @@ class VaeConfig(RunConfig):
     variational: bool = True  # False: the notebook's plain autoencoder baseline (train it with beta 0)
     beta: float = 1.0
     betas: str = ""  # e.g. "0.5,1,4,8": train one run per beta (named <name>_beta<value>)
+    vp_weights: str = ""  # e.g. "0,200": one run per VP weight (named <name>_vp<value>), crossed with betas
+    seeds: str = ""  # e.g. "0,1,2": one run per seed (named <name>_seed<value>), crossed with the others
     train_identities: int = 2000
     per_identity: int = 10
     val_identities: int = 200
@@ -59,15 +62,35 @@ class VaeConfig(RunConfig):
             raise ValueError(f"vp_weight must be >= 0 and vp_dims between 2 and dim_z ({self.dim_z})")
 
 
+FAMILY = (("betas", "beta", float), ("vp_weights", "vp_weight", float), ("seeds", "seed", int))  # list, key, type
+
+
+def family(cfg: VaeConfig) -> list[VaeConfig]:
+    """One config per combination of the listed values (betas x vp_weights x seeds), each named (and shipped) with
+    a suffix per listed key: <name>_beta4_vp200_seed1."""
+    configs = [cfg]
+    for listed, key, kind in FAMILY:
+        text = getattr(cfg, listed)
+        if not text:
+            continue
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise ValueError(f"{listed} must be comma-separated numbers, got {short(text)}") from None
+        tags = [f"{key.split('_')[0]}{v:g}".replace(".", "p") for v in values]
+        configs = [replace(c, **{listed: "", key: v}, name=f"{c.name}_{tag}",
+                           ship_to=f"{c.ship_to}_{tag}" if c.ship_to else "")
+                   for c in configs for v, tag in zip(values, tags)]
+    return configs
+
+
 def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Train (or resume) one run, or with `betas` set, one run per beta; returns the (last) validation report."""
-    if cfg.betas:
+    if cfg.betas or cfg.vp_weights or cfg.seeds:
         report: dict[str, float] = {}
-        for beta in (float(b) for b in cfg.betas.split(",")):
-            tag = f"{beta:g}".replace(".", "p")
-            ship = f"{cfg.ship_to}_beta{tag}" if cfg.ship_to else ""
-            one = replace(cfg, betas="", beta=beta, name=f"{cfg.name}_beta{tag}", ship_to=ship)
-            report = {**report, **{f"beta{tag}/{k}": v for k, v in train_vae(one, resume, progress).items()}}
+        for one in family(cfg):
+            tag = one.name[len(cfg.name) + 1:]
+            report = {**report, **{f"{tag}/{k}": v for k, v in train_vae(one, resume, progress).items()}}
         return report
     run = TrainingRun(cfg, resume)
     torch.manual_seed(cfg.seed)
