@@ -78,7 +78,7 @@ CARD_SPACES = {"synthfaces": "factors", "vae": "vae", "generator-z": "generator-
 
 def card_text(space: str, card_path: Path = CARD) -> str:
     """The disentanglement report card's row for a space (core.reports.disentanglement), as Markdown."""
-    from core.reports.disentanglement import LABELS, METRICS
+    from core.reports.disentanglement import LABELS, METRICS, VP_COMPARABLE
     try:
         card = json.loads(card_path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -92,7 +92,7 @@ def card_text(space: str, card_path: Path = CARD) -> str:
     cells = " | ".join("—" if row.get(m) is None else f"{row[m]:.3f}" for m in METRICS)
     return (f"**Report card, {row['label']}** (SynthFaces ground truth; higher is better; sample sizes in "
             f"docs/report_card/report.json)\n\n| " + " | ".join(LABELS[m] for m in METRICS) + " |\n|"
-            + "---:|" * len(METRICS) + f"\n| {cells} |")
+            + "---:|" * len(METRICS) + f"\n| {cells} |\n\n{VP_COMPARABLE}")
 
 
 FAMILY = CARD.parent.parent / "vp_family" / "report.json"

@@ -176,6 +176,7 @@ def test_the_vp_tab_shows_the_report_card_row_of_a_space(tmp_path):
     path = tmp_path / "card.json"
     path.write_text(json.dumps({"rows": [row, {"space": "generator-z", "label": "generator z", "error": "later"}]}))
     text = card_text("synthfaces", path)
+    assert "VP compares spaces of one latent size only" in text
     assert "SynthFaces factors (ceiling)" in text and "| 0.900 | 0.800 |" in text and "MIG" in text
     assert "not scored (later)" in card_text("generator-z", path)
     assert "no row" in card_text("vae", path)

@@ -166,7 +166,14 @@ def markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {row['label']} | " + " | ".join("—" if row[m] is None else f"{row[m]:.3f}" for m in METRICS)
                      + " |")
     skipped = [f"- {row['label']}: {row['error']}" for row in card["rows"] if "error" in row]
-    return "\n".join(lines + ([""] + skipped if skipped else [])) + "\n"
+    return "\n".join(lines + ([""] + skipped if skipped else []) + ["", VP_COMPARABLE]) + "\n"
+
+
+VP_COMPARABLE = ("VP compares spaces of one latent size only: its chance level is 1 / the number of dimensions and "
+                 "its task changes with them, so read it within a group of equal size (the factors and their "
+                 "rotation: 24; generator z: 23; W and NICE: 256; the VAE and the autoencoder: 100; the beta-VAEs: "
+                 "10), never across groups. docs/vp_family tests it where the size is fixed and disentanglement is "
+                 "known by construction.")
 
 
 def figure(card: dict[str, Any]):
