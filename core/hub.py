@@ -70,6 +70,7 @@ EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offl
     "vae": Checkpoint("synthfaces_vae", "vae"),
     "ae": Checkpoint("synthfaces_ae", "vae"),
     "nice": Checkpoint("synthfaces_nice", "nice"),
+    "encoder": Checkpoint("synthfaces_encoder", "encoder"),
 })
 
 

@@ -95,12 +95,9 @@ def figure(result: dict[str, Any]):
     """The term's effect on each disentanglement metric, one bar per seed."""
     import plotly.graph_objects as go
     metrics = [m for m in METRICS if m in result["paired"]]
-    fig = go.Figure()
-    for i, seed in enumerate(result["seeds"]):
-        for j, metric in enumerate(metrics):
-            d = result["paired"][metric]["differences"][i]
-            fig.add_trace(go.Bar(x=[LABELS[metric]], y=[d], name=f"seed {seed}", legendgroup=str(seed),
-                                 showlegend=j == 0, marker_color=["#4c78a8", "#f58518", "#54a24b", "#b279a2"][i % 4]))
+    fig = go.Figure([go.Bar(x=[LABELS[m] for m in metrics], name=f"seed {seed}",
+                            y=[result["paired"][m]["differences"][i] for m in metrics])
+                     for i, seed in enumerate(result["seeds"])])
     fig.update_layout(title="The VP term's effect per seed (with minus without)", barmode="group", width=760,
                       height=440, yaxis_title="difference in score")
     return fig
