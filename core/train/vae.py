@@ -85,7 +85,8 @@ def family(cfg: VaeConfig) -> list[VaeConfig]:
 
 
 def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> dict[str, float]:
-    """Train (or resume) one run, or with `betas` set, one run per beta; returns the (last) validation report."""
+    """Train (or resume) one run, or with `betas`, `vp_weights` or `seeds` set, one run per combination (`family`);
+    returns the (last) validation report."""
     if cfg.betas or cfg.vp_weights or cfg.seeds:
         report: dict[str, float] = {}
         for one in family(cfg):
