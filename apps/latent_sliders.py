@@ -8,6 +8,7 @@ enlarged with square pixels), so a slider update is one round trip with no secon
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any, Optional
 
 import gradio as gr
@@ -76,19 +77,31 @@ def edit_image(editor: Editor, names: list[str], seed, psi, *alphas, transform=N
 
 class UploadedFaces:
     """Uploads for the sliders: encoded (then refined by optional optimisation steps) once per picture and step
-    count; the projector is made on first use (it calibrates its face check on reference faces)."""
+    count. The projector calibrates its face check on reference faces (about 2 s on a CPU): made on first use, or,
+    with `warm`, in the background from the start, so that the first visitor's upload is as quick as the next."""
 
-    def __init__(self, models: Any) -> None:
+    def __init__(self, models: Any, warm: bool = False) -> None:
         self.models, self._uploads, self._done = models, None, {}
+        self._lock = threading.Lock()
+        self.warming = threading.Thread(target=self._warm, name="uploads-warm-up", daemon=True) if warm else None
+        if self.warming is not None:
+            self.warming.start()
+
+    def _warm(self) -> None:
+        try:
+            self.uploads
+        except gr.Error:
+            pass  # the first upload says why
 
     @property
     def uploads(self) -> Uploads:
-        if self._uploads is None:
-            try:
-                self._uploads = Uploads.from_models(self.models)
-            except (FaceModelUnavailable, ValueError, OSError) as e:
-                raise gr.Error(f"uploads need a face analyzer: {public_message(e)}") from None
-        return self._uploads
+        with self._lock:
+            if self._uploads is None:
+                try:
+                    self._uploads = Uploads.from_models(self.models)
+                except (FaceModelUnavailable, ValueError, OSError) as e:
+                    raise gr.Error(f"uploads need a face analyzer: {public_message(e)}") from None
+            return self._uploads
 
     def w(self, upload: str, refine) -> tuple[torch.Tensor, str]:
         """(w [1, w_dim], a note) of an uploaded picture."""
@@ -230,7 +243,7 @@ def page(models: str = "embedded", device: str = "cpu") -> gr.Blocks:
     """The sliders page for a model set's generator (with its directions and NICE axes, and uploads through its
     encoder and analyzer)."""
     loaded = load_models(models, ROLES, OPTIONAL, device)
-    return build(*editor_from(loaded), UploadedFaces(loaded))
+    return build(*editor_from(loaded), UploadedFaces(loaded, warm=True))
 
 
 if __name__ == "__main__":

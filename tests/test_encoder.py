@@ -88,6 +88,17 @@ def sliders_page():
     return latent_sliders, editor, latent_sliders.UploadedFaces(models)
 
 
+def test_the_app_page_prepares_uploads_in_the_background(sliders_page):
+    """The page the app serves builds its projector (the face check's calibration) at start, not on the first
+    visitor's upload; a page without warm-up builds it on first use."""
+    latent_sliders, _, lazy = sliders_page
+    assert lazy.warming is None
+    warm = latent_sliders.UploadedFaces(lazy.models, warm=True)
+    warm.warming.join(timeout=120)
+    assert not warm.warming.is_alive() and warm._uploads is not None and warm.uploads is warm._uploads
+    assert warm.uploads.encoder is not None  # the embedded set's encoder
+
+
 def test_bad_uploads_get_the_same_clear_messages_as_face_mixing(sliders_page, tmp_path):
     import gradio as gr
     _, _, faces = sliders_page
