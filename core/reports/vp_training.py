@@ -11,13 +11,13 @@ start, so the effect of the term is measured per seed (with minus without) and s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from core.checkpoints import read_config
 from core.reports import write_figure, write_report
 from core.reports.disentanglement import LABELS, METRICS, QUICK, SIZES, Space, encoder_codes, score
 
@@ -29,7 +29,7 @@ def study_models(folder: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     """(checkpoint, its metadata) for each VAE in the folder; the study needs runs with and without the term."""
     found = []
     for path in sorted(Path(folder).glob("*.safetensors")):
-        meta = json.loads(path.with_suffix(".json").read_text())
+        _, meta = read_config(path)
         if meta.get("kind") == "vae" and "vp_weight" in meta.get("trained_with", {}):
             found.append((path, meta))
     weights = {meta["trained_with"]["vp_weight"] > 0 for _, meta in found}
@@ -55,12 +55,17 @@ def score_models(models: list[tuple[Path, dict[str, Any]]], sizes: dict[str, int
     return rows
 
 
+def arms(rows: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], list[int]]:
+    """(rows with the term by seed, rows without it by seed, the seeds that have both)."""
+    with_term = {r["seed"]: r for r in rows if r["vp_weight"] > 0}
+    without = {r["seed"]: r for r in rows if r["vp_weight"] == 0}
+    return with_term, without, sorted(set(with_term) & set(without))
+
+
 def paired(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per metric: the mean of each arm, and the per-seed differences (with the term minus without), their mean,
     and whether every seed moves the same way."""
-    with_term = {r["seed"]: r for r in rows if r["vp_weight"] > 0}
-    without = {r["seed"]: r for r in rows if r["vp_weight"] == 0}
-    seeds = sorted(set(with_term) & set(without))
+    with_term, without, seeds = arms(rows)
     out = {}
     for metric in COLUMNS:
         if any(r.get(metric) is None for r in rows):
@@ -114,11 +119,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = score_models(models, QUICK if args.quick else SIZES)
-    pairs = paired(rows)
-    seeds = sorted({r["seed"] for r in rows if r["vp_weight"] > 0} & {r["seed"] for r in rows if r["vp_weight"] == 0})
-    result = {"models": args.models, "sizes": QUICK if args.quick else SIZES, "rows": rows, "seeds": seeds,
-              "paired": pairs}
+    sizes = QUICK if args.quick else SIZES
+    rows = score_models(models, sizes)
+    result = {"models": args.models, "sizes": sizes, "rows": rows, "seeds": arms(rows)[2], "paired": paired(rows)}
     out = Path(args.out)
     write_report(out, result, markdown(result))
     write_figure(figure(result), out, "effect")
