@@ -19,7 +19,7 @@ from typing import Optional
 
 import gradio as gr
 
-from apps import face_mixing, latent_sliders, vae_lab, vp_metric
+from apps import face_mixing, latent_sliders, live, vae_lab, vp_metric
 from apps.common import MAX_FILE_SIZE, launch_parser, on_space, page_or_note
 from apps.monitor_proxy import PREFIX, MonitorProcess, proxy_routes
 from core import hub
@@ -89,7 +89,7 @@ def launch(args: argparse.Namespace, block: bool = True) -> tuple[gr.Blocks, Opt
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
         prevent_thread_lock=not block,
-        app_kwargs={"routes": proxy_routes(monitor) if monitor else [], "lifespan": lifespan})
+        app_kwargs={"routes": live.routes() + (proxy_routes(monitor) if monitor else []), "lifespan": lifespan})
     return demo, monitor
 
 

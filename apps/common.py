@@ -136,9 +136,10 @@ def page_or_note(page: Callable[[str, str], gr.Blocks], title: str, models: str,
 def serve(page: Callable[[str, str], gr.Blocks], title: str, port: int, argv: Optional[list[str]] = None) -> None:
     """Run one page on its own (python -m apps.<page>), with the suite's flags and limits."""
     args = launch_parser(f"{title} (Gradio)", port).parse_args(argv)
+    from apps import live
     demo = page_or_note(page, title, args.models, resolve_device(args.device))
     demo.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port,
-                                                   max_file_size=MAX_FILE_SIZE)
+                                                   max_file_size=MAX_FILE_SIZE, app_kwargs={"routes": live.routes()})
 
 
 # Gradio concurrency groups, sized for a 2-core CPU: slider edits (about 30 ms each) keep two slots of their own,

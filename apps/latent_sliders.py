@@ -15,6 +15,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from apps import live as live_view
 from apps.common import (MAX_SEED, Number, Slider, as_number, check_seed_psi, face_html, forget_session, gpu,
                          group, native_array, public_message, serve, session_file)
 from core.directions import Editor, editor_from
@@ -103,13 +104,19 @@ class UploadedFaces:
                     raise gr.Error(f"uploads need a face analyzer: {public_message(e)}") from None
             return self._uploads
 
-    def w(self, upload: str, refine) -> tuple[torch.Tensor, str]:
-        """(w [1, w_dim], a note) of an uploaded picture."""
+    def face(self, key: str) -> torch.Tensor:
+        """The w of an upload already encoded, by the key that `w` gave it (for the live view)."""
+        if key not in self._done:
+            raise gr.Error("the uploaded face is no longer held here: upload it again")
+        return self._done[key][0]
+
+    def w(self, upload: str, refine) -> tuple[torch.Tensor, str, str]:
+        """(w [1, w_dim], a note, its key) of an uploaded picture."""
         import hashlib
         from pathlib import Path
         refine = int(as_number(refine, "refine steps", 0, 200, whole=True))
         try:
-            key = (hashlib.sha1(Path(upload).read_bytes()).hexdigest(), refine)
+            key = f"{hashlib.sha1(Path(upload).read_bytes()).hexdigest()}:{refine}"
         except OSError as e:
             raise gr.Error(f"upload: the file could not be read ({public_message(e)})") from None
         if key not in self._done:
@@ -122,14 +129,35 @@ class UploadedFaces:
             how = "encoded" if result.encoded else "projected"
             self._done[key] = (result.w.cpu(), f"the upload, {how}" + (f" and refined {steps} steps" if
                                result.encoded and steps else "") + f" (similarity {result.identity_similarity:.2f})")
-        return self._done[key]
+        return (*self._done[key], key)
 
 
-def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None) -> gr.Blocks:
-    """The sliders page for one editor (generator + directions), with uploads where the model set allows them."""
+VIEW = ("seed", "psi", "tx", "ty", "degrees")  # the live view's fields before the directions' ones
+
+
+def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None,
+          live: Optional[bool] = None) -> gr.Blocks:
+    """The sliders page for one editor (generator + directions), with uploads where the model set allows them.
+
+    With a live view (`live`, by default where `apps.live.enabled()`), a drag redraws the "after" face over the
+    page's websocket as the slider moves, and the Gradio event runs on release (the exact face, the download,
+    the API's /edit); without one, the Gradio event runs on every change."""
     names = list(editor.dirs)
     supervised = [n for n in names if editor.dirs[n].kind == "supervised"]
     other = [n for n in names if n not in supervised]
+    live = live_view.enabled() if live is None else live
+
+    def live_frame(values: dict[str, Any], key: str) -> np.ndarray:
+        if key and faces is None:
+            raise gr.Error("this page takes no uploads")
+        w = faces.face(key) if key else None
+        return edit_image(editor, names, values["seed"], values["psi"], *(values[f"direction {n}"] for n in names),
+                          transform=transform_of(values["tx"], values["ty"], values["degrees"]), w=w)
+
+    view_live = live_view.LiveView(live_frame, [*VIEW, *(f"direction {n}" for n in names)]) if live else None
+
+    def elem(field: str) -> Optional[str]:
+        return view_live.fields[field] if view_live else None
 
     # The "after" face also goes to a per-session State; a follow-up event writes it to the download button, so
     # the image itself arrives in the first reply and no file is written while dragging waits on it.
@@ -150,16 +178,16 @@ def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None)
     def encode(upload, refine, seed, psi, tx, ty, degrees, *alphas):
         """A new upload (or none): its w for the session, the faces redrawn from it, and what was done."""
         if not upload:
-            return None, *both(seed, psi, tx, ty, degrees, *alphas, None), ""
-        w, how = faces.w(upload, refine)
-        return w, *both(seed, psi, tx, ty, degrees, *alphas, w), how
+            return None, *both(seed, psi, tx, ty, degrees, *alphas, None), "", ""
+        w, how, key = faces.w(upload, refine)
+        return w, *both(seed, psi, tx, ty, degrees, *alphas, w), how, key
 
     @gpu
     def edit_upload(upload, refine, tx, ty, degrees, *alphas):
         """API: an uploaded picture, encoded, then edited: (before, after) as HTML."""
         if not upload:
             raise gr.Error("upload: give a picture")
-        w, _ = faces.w(upload, refine)
+        w = faces.w(upload, refine)[0]
         return both(0, 1.0, tx, ty, degrees, *alphas, w)[:2]
 
     def download(array, seed, request: gr.Request):
@@ -171,9 +199,9 @@ def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None)
         if note:
             gr.Markdown(f"*{note}*")
         with gr.Row():
-            seed = Number(value=0, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
+            seed = Number(value=0, label="seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id=elem("seed"))
             shuffle = gr.Button("random seed")
-            psi = Slider(0.0, 1.5, value=0.7, step=0.05, label="truncation ψ")
+            psi = Slider(0.0, 1.5, value=0.7, step=0.05, label="truncation ψ", elem_id=elem("psi"))
             reset = gr.Button("reset sliders")
         with gr.Row():
             upload = gr.File(label="or upload a face to edit", file_types=["image"], type="filepath",
@@ -181,39 +209,41 @@ def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None)
             refine = Slider(0, 200, value=0, step=1, label="refine steps after the encoder", visible=faces is not None)
             how = gr.Markdown(elem_id="upload-note")
         with gr.Row():
-            tx = Slider(-MOVE, MOVE, value=0.0, step=0.01, label="move x (StyleGAN3 input)")
-            ty = Slider(-MOVE, MOVE, value=0.0, step=0.01, label="move y")
-            degrees = Slider(-TURN, TURN, value=0.0, step=1, label="rotate (degrees)")
+            tx = Slider(-MOVE, MOVE, value=0.0, step=0.01, label="move x (StyleGAN3 input)", elem_id=elem("tx"))
+            ty = Slider(-MOVE, MOVE, value=0.0, step=0.01, label="move y", elem_id=elem("ty"))
+            degrees = Slider(-TURN, TURN, value=0.0, step=1, label="rotate (degrees)", elem_id=elem("degrees"))
         with gr.Row():
             before = gr.HTML(label="before", padding=False)
             after = gr.HTML(label="after", padding=False)
         shown, face = gr.State(), gr.State()
+        face_key = view_live.component() if view_live else gr.State("")
         download_button = gr.DownloadButton("download the edited face (PNG)", size="sm")
         sliders = {}
         with gr.Row():
             with gr.Column():
                 for n in supervised:
-                    sliders[n] = Slider(-ALPHA, ALPHA, value=0.0, step=0.05,
+                    sliders[n] = Slider(-ALPHA, ALPHA, value=0.0, step=0.05, elem_id=elem(f"direction {n}"),
                                         label=f"{n}  (fit R² {editor.dirs[n].quality:.2f})")
             with gr.Column():
                 for n in other:
                     space = {"nice_identity": "identity-code", "nice_attribute": "attribute-code"}.get(
                         editor.dirs[n].kind, "W")
-                    sliders[n] = Slider(-ALPHA, ALPHA, value=0.0, step=0.05,
+                    sliders[n] = Slider(-ALPHA, ALPHA, value=0.0, step=0.05, elem_id=elem(f"direction {n}"),
                                         label=f"{n}  ({editor.dirs[n].quality:.1%} of {space} variance)")
         ordered = [sliders[n] for n in names]
         view = [seed, psi, tx, ty, degrees, *ordered]
         for i, s in enumerate(ordered):  # one public endpoint ("edit"); the other sliders share its function
-            s.change(render, [*view, face], [after, shown], trigger_mode="always_last", show_progress="hidden",
-                     api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private",
-                     **group("edit"))
+            moved = s.release if view_live else s.change
+            moved(render, [*view, face], [after, shown], trigger_mode="always_last", show_progress="hidden",
+                  api_name="edit" if i == 0 else None, api_visibility="public" if i == 0 else "private",
+                  **group("edit"))
         for trigger in (seed.change, psi.release, tx.release, ty.release, degrees.release, demo.load):
             trigger(both, [*view, face], [before, after, shown], show_progress="hidden",
                     api_visibility="private", **group("edit"))
         if faces is not None:
             for trigger in (upload.change, refine.release):
-                trigger(encode, [upload, refine, *view], [face, before, after, shown, how], api_visibility="private",
-                        **group("heavy"))
+                trigger(encode, [upload, refine, *view], [face, before, after, shown, how, face_key],
+                        api_visibility="private", **group("heavy"))
             api_only = gr.Button(visible=False)
             api_only.click(edit_upload, [upload, refine, tx, ty, degrees, *ordered], [before, after],
                            api_name="edit_upload", **group("edit"))
@@ -234,6 +264,7 @@ def build(editor: Editor, note: str = "", faces: Optional[UploadedFaces] = None)
 
         make.click(videos, [which, seed, psi, frames], [mp4, gif], api_name="sweep", **group("heavy"))
         demo.unload(forget_session)
+        demo.live_view = view_live  # the page holds its live view (the websocket's registry holds it weakly)
         shuffle.click(lambda: random.randint(0, 99_999), None, seed)
         reset.click(lambda: [0.0] * len(ordered), None, ordered)
     return demo

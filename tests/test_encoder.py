@@ -10,13 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from apps import live
 from core.encoder import Encoder
 from core.stylegan3 import Generator
 from core.train.distill_config import DistillConfig
 from core.train.encoder import EncoderConfig, train_encoder
 from core.train.rundir import RunDir
 from tests.test_distill import TINY
-from tools.screenshots import chromium, chromium_path
+from tools.screenshots import IMAGE_PIXELS, LIVE_SETTLED, chromium, chromium_path
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +121,11 @@ def test_an_uploaded_face_is_edited_by_the_sliders_in_a_browser(sliders_page, tm
     latent_sliders, editor, faces = sliders_page
     face = render_faces(torch.tensor([5_000_123]), seed=9).images[0]
     Image.fromarray((face.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "face.png")
-    w, _ = faces.w(str(tmp_path / "face.png"), 0)  # what the page will compute for this picture
+    w = faces.w(str(tmp_path / "face.png"), 0)[0]  # what the page will compute for this picture
     reconstruction = latent_sliders.edit_image(editor, [], 0, 0.7, w=w)
-    demo = latent_sliders.build(editor, "", faces)
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = latent_sliders.build(editor, "", faces, live=True)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                app_kwargs={"routes": live.routes()})
     before_src = "() => { const i = document.querySelector('img[alt^=before]'); return i ? i.alt + i.src : ''; }"
     try:
         with chromium() as page:
@@ -138,9 +140,14 @@ def test_an_uploaded_face_is_edited_by_the_sliders_in_a_browser(sliders_page, tm
             for _ in range(30):
                 page.keyboard.press("ArrowRight")
             page.wait_for_function(f"({AFTER_SRC})() !== {first_after!r}", timeout=60_000)
+            page.wait_for_function(LIVE_SETTLED, timeout=60_000)
+            edited = np.array(page.evaluate(IMAGE_PIXELS), dtype=np.uint8).reshape(reconstruction.shape)
     finally:
         demo.close()
     import base64
     import io
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1]))))
     assert np.array_equal(decoded, reconstruction)  # the before image is the upload's reconstruction
+    names = list(editor.dirs)  # the live view drew the upload's face, not the seed's, moved by 30 steps of smile
+    alphas = [1.5 if n == "smile" else 0.0 for n in names]
+    assert np.array_equal(edited, latent_sliders.edit_image(editor, names, 0, 0.7, *alphas, w=w))

@@ -9,8 +9,8 @@ from PIL import Image
 import pytest
 import torch
 
-from apps import latent_sliders
-from tools.screenshots import AFTER_SRC, chromium, chromium_path
+from apps import latent_sliders, live
+from tools.screenshots import AFTER_SRC, IMAGE_PIXELS, LIVE_SETTLED, chromium, chromium_path
 from core.checkpoints import save_checkpoint
 from core.directions import (Editor, apply, directions, editor_from, fit_direction, for_generator, load_directions,
                              nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
@@ -162,11 +162,18 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
     assert any("PCA only" in c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown")
 
 
+# Counts changes of the "after" image (window.paints) from now on.
+COUNT_PAINTS = """() => { window.paints = 0; new MutationObserver((changes) => {
+    window.paints += changes.filter((c) => c.target.matches && c.target.matches('img[alt=after]')).length; }).observe(
+    document.body, {subtree: true, attributes: true, attributeFilter: ['src']}); }"""
 @pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
+    """Keys: the Gradio event's exact face reaches the download. A mouse drag: the live view paints the faces
+    in between, and the last one is the exact face of the released value."""
     dirs = pca_directions(sample_w(tiny_g, 500), 2)
     demo = latent_sliders.build(Editor(tiny_g, dirs))
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                app_kwargs={"routes": live.routes()})
     try:
         with chromium() as page:
             page.goto(demo.local_url, timeout=60_000)
@@ -189,6 +196,22 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
                     break
                 page.wait_for_timeout(250)  # the button is refreshed by its own event, just after the image
             assert download.value.suggested_filename == "seed0_edited.png" and np.array_equal(got, expected)
+
+            page.evaluate(COUNT_PAINTS)
+            box = slider.bounding_box()
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + 0.3 * box["width"], y)
+            page.mouse.down()
+            for i in range(40):  # an input every 33 ms, as a hand drags
+                page.mouse.move(box["x"] + (0.3 + 0.01 * i) * box["width"], y)
+                page.wait_for_timeout(33)
+            page.mouse.up()
+            released = float(slider.input_value())
+            page.wait_for_function(LIVE_SETTLED)
+            assert page.evaluate("window.paints") >= 5  # faces painted while the slider moved
+            final = np.array(page.evaluate(IMAGE_PIXELS), dtype=np.uint8).reshape(expected.shape)
+            assert np.array_equal(final, latent_sliders.edit_image(Editor(tiny_g, dirs), list(dirs), 0, 0.7,
+                                                                   released, 0.0))
     finally:
         demo.close()
 

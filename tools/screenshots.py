@@ -21,6 +21,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 # the sliders page's edited face (its data-URL src, '' before the first one): what a slider move changes
 AFTER_SRC = "() => { const i = document.querySelector('img[alt=after]'); return i ? i.src : ''; }"
+# The live view has painted the face of the newest values it was given.
+LIVE_SETTLED = "() => { const v = document.querySelector('[data-live-view]').dataset; return v.shown === v.sent; }"
+# The "after" image's pixels at its own size, RGB, row by row.
+IMAGE_PIXELS = """() => { const i = document.querySelector('img[alt=after]');
+    const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;
+    const g = c.getContext('2d'); g.drawImage(i, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data; const out = [];
+    for (let k = 0; k < d.length; k += 4) out.push(d[k], d[k + 1], d[k + 2]); return out; }"""
 WAIT_MS = 300_000  # the slowest step, VP's first answer, takes about 80 s on a 2-core CPU
 
 

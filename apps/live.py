@@ -1,0 +1,230 @@
+"""The live view: a page's face redrawn while a slider is dragged, over a websocket on the suite's own port.
+
+Gradio's event path costs about 100 ms a step on a 2-core CPU before any model runs (its queue, the reply's
+serialisation, the front end re-rendering the page's components), so it cannot paint 20 faces a second. A page
+that wants a live face makes a `LiveView(render, fields)`: `render(values, face)` draws the face for the sliders'
+values (a dict by field name, as the browser read them) and an optional face key; `component()` is a small gr.HTML
+whose script listens to the sliders' `input` events, sends their values to `/live/<key>` and paints each PNG frame
+that comes back into the page's face image. One request is in flight per page; values that arrive meanwhile replace
+each other (in the browser and on the server), so only the newest is drawn, and the released value's face is the
+last frame, exact (PNG at the generator's size). The page's Gradio events stay as they are for the API, the
+download and the final face; under ZeroGPU (where only Gradio's queue holds the GPU) or with LATENT_LAB_LIVE=0
+there is no live view and the pages update through Gradio alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import secrets
+import weakref
+from typing import Any, Callable, Optional
+
+import anyio
+import gradio as gr
+import numpy as np
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from apps.common import GROUPS, public_message, short
+from apps.monitor_proxy import origin_allowed
+
+PATH = "live"  # the websocket is at /live/<key>, beside the Gradio app's own routes
+MAX_MESSAGE = 16_384  # bytes of slider values per message; more is not a page's sliders
+_VIEWS: "weakref.WeakValueDictionary[str, LiveView]" = weakref.WeakValueDictionary()
+_LIMITER: Optional[anyio.CapacityLimiter] = None  # renders share the edit group's slots (made in the event loop)
+
+Render = Callable[[dict[str, Any], str], np.ndarray]
+
+
+def enabled() -> bool:
+    """Whether pages get a live view: not under ZeroGPU (its GPU is held only inside Gradio's queue) and not
+    turned off with LATENT_LAB_LIVE=0."""
+    if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
+        return False
+    return os.environ.get("LATENT_LAB_LIVE", "1").lower() not in ("0", "false", "no")
+
+
+def png(array: np.ndarray) -> bytes:
+    """A uint8 HxWx3 face as PNG bytes (fast compression: a 64 px face is a few kB either way)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+class LiveView:
+    """One page's live face: its renderer, the fields it reads, and the key of its websocket.
+
+    `names` are the fields sent (the keys of `values`); the page gives each field's Gradio input the elem_id
+    `fields[name]`. `target` is the alt text of the image the frames are painted into. The page must keep the
+    view alive (the registry holds it weakly, so views of closed pages go away)."""
+
+    def __init__(self, render: Render, names: list[str], target: str = "after") -> None:
+        self.render, self.target = render, target
+        self.key = secrets.token_hex(8)
+        self.fields = {name: f"live-{self.key}-{i}" for i, name in enumerate(names)}
+        _VIEWS[self.key] = self
+
+    def component(self, face: str = "") -> gr.HTML:
+        """The page's live script, in a gr.HTML that shows one status line; its value is the face key sent with
+        every request ('' for none), set by the page's events when an upload replaces the seed's face."""
+        props = json.dumps({"key": self.key, "path": PATH, "fields": self.fields, "target": self.target})
+        return gr.HTML(value=face, html_template='<span class="live-status" data-face="${value}"></span>',
+                       js_on_load=f"const live = {props};\n{SCRIPT}", padding=False, container=False,
+                       elem_classes=["live-view"])
+
+    def frame(self, message: Any) -> bytes:
+        """The PNG of one request's face, or a ValueError with a visitor-readable reason."""
+        if not isinstance(message, dict) or not isinstance(message.get("values"), dict):
+            raise ValueError("a live request is {id, values: {field: value}, face}")
+        values = {name: message["values"].get(name) for name in self.fields}
+        face = message.get("face") or ""
+        if not isinstance(face, str):
+            raise ValueError(f"face must be a key, got {short(face)}")
+        try:
+            return png(self.render(values, face))
+        except gr.Error as e:
+            raise ValueError(e.message) from None
+
+
+async def _serve(ws: WebSocket) -> None:
+    """One browser page's socket: read requests as they come (the newest replaces any not yet drawn), draw the
+    newest whenever the last one is sent. A frame is 4 bytes of request id (big-endian) and the PNG; a refused
+    request is a JSON text {id, error}."""
+    global _LIMITER
+    view = _VIEWS.get(ws.path_params["key"])
+    if view is None or not origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
+        await ws.close(code=4403 if view is not None else 4404)
+        return
+    await ws.accept()
+    if _LIMITER is None:
+        _LIMITER = anyio.CapacityLimiter(GROUPS["edit"])
+    newest: list[Any] = []
+    ready = asyncio.Event()
+
+    async def draw() -> None:
+        while True:
+            await ready.wait()
+            ready.clear()
+            message = newest.pop()
+            ident = message.get("id", 0) if isinstance(message, dict) else 0
+            ident = ident if isinstance(ident, int) and 0 <= ident < 2 ** 32 else 0
+            try:
+                frame = await anyio.to_thread.run_sync(view.frame, message, limiter=_LIMITER)
+            except ValueError as e:
+                await ws.send_text(json.dumps({"id": ident, "error": public_message(str(e))}))
+                continue
+            await ws.send_bytes(ident.to_bytes(4, "big") + frame)
+
+    drawing = asyncio.create_task(draw())
+    try:
+        while not drawing.done():
+            received = await ws.receive()
+            if received["type"] == "websocket.disconnect":
+                break
+            text = received.get("text")
+            if text is None or len(text) > MAX_MESSAGE:
+                await ws.close(code=1009, reason=f"a live request is JSON text of at most {MAX_MESSAGE} bytes")
+                break
+            try:
+                newest[:] = [json.loads(text)]
+            except json.JSONDecodeError:
+                newest[:] = [None]
+            ready.set()
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the page went away
+    finally:
+        drawing.cancel()
+
+
+def routes() -> list[BaseRoute]:
+    """The live views' websocket route, for the app that serves the pages (app.py, a page alone, a test)."""
+    return [WebSocketRoute(f"/{PATH}/{{key}}", _serve)]
+
+
+# The browser side. `live` holds the view's key, path, fields (name -> elem_id) and target image; Gradio gives
+# `element` (this component) and `props` (its value: the face key). Reads every field on each input event (the
+# moved one from the event itself, since Gradio updates a slider's number box a moment later), keeps one request
+# in flight and only the newest waiting, and paints frames as blob URLs into the target image.
+SCRIPT = r"""
+const status = () => element.querySelector('.live-status');
+const base = new URL(live.path + '/' + live.key, window.location.origin + window.location.pathname);
+base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+let socket = null, busy = false, waiting = null, next = 1, frames = 0, url = null, retry = 0;
+element.dataset.frames = '0';
+element.dataset.liveView = live.key;
+function read(id) {
+  const box = document.getElementById(id);
+  if (!box) return null;
+  const input = box.querySelector('input[type=range]') || box.querySelector('input');
+  return input ? input.value : null;
+}
+function values(event) {
+  const out = {};
+  for (const [name, id] of Object.entries(live.fields)) {
+    const box = document.getElementById(id);
+    out[name] = box && event && box.contains(event.target) ? event.target.value : read(id);
+  }
+  return out;
+}
+function send() {
+  if (busy || !waiting || !socket || socket.readyState !== 1) return;
+  busy = true;
+  socket.send(JSON.stringify({id: next++, values: waiting, face: props.value || ''}));
+  waiting = null;
+}
+function connect() {
+  if (socket && socket.readyState <= 1) return;
+  if (Date.now() < retry) return;
+  socket = new WebSocket(base.href);
+  socket.binaryType = 'arraybuffer';
+  socket.onopen = () => { element.dataset.live = 'on'; send(); };
+  socket.onclose = () => { element.dataset.live = 'off'; busy = false; socket = null; retry = Date.now() + 2000; };
+  socket.onmessage = (message) => {
+    busy = false;
+    if (typeof message.data === 'string') {
+      const s = status();
+      if (s) s.textContent = JSON.parse(message.data).error || '';
+    } else {
+      const img = document.querySelector('img[alt="' + live.target + '"]');
+      if (img) {
+        const fresh = URL.createObjectURL(new Blob([message.data.slice(4)], {type: 'image/png'}));
+        img.src = fresh;
+        if (url) URL.revokeObjectURL(url);
+        url = fresh;
+        frames += 1;
+        element.dataset.frames = String(frames);
+        element.dataset.shown = String(new DataView(message.data).getUint32(0));
+        const s = status();
+        if (s) s.textContent = '';
+      }
+    }
+    send();
+  };
+}
+function mine(target) {
+  return Object.values(live.fields).some((id) => {
+    const box = document.getElementById(id);
+    return box && box.contains(target);
+  });
+}
+document.addEventListener('input', (event) => {
+  if (!mine(event.target)) return;
+  waiting = values(event);
+  element.dataset.sent = String(next);
+  connect();
+  send();
+}, true);
+// Gradio's `release` (the exact final face, the download) fires on pointerup; keys move a slider without one,
+// so a pause of 300 ms after the last key stands in for it.
+let pause = null;
+document.addEventListener('keyup', (event) => {
+  const target = event.target;
+  if (target.type !== 'range' || !mine(target)) return;
+  clearTimeout(pause);
+  pause = setTimeout(() => target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true})), 300);
+}, true);
+connect();
+"""
