@@ -146,13 +146,14 @@ def routes() -> list[BaseRoute]:
 
 # The browser side. `live` holds the view's key, path, fields (name -> elem_id) and target image; Gradio gives
 # `element` (this component) and `props` (its value: the face key). Reads every field on each input event (the
-# moved one from the event itself, since Gradio updates a slider's number box a moment later), keeps one request
-# in flight and only the newest waiting, and paints frames as blob URLs into the target image.
+# moved one from the event itself, since Gradio updates a slider's number box a moment later), keeps DEPTH
+# requests in flight and only the newest waiting, and paints frames as blob URLs into the target image.
 SCRIPT = r"""
 const status = () => element.querySelector('.live-status');
 const base = new URL(live.path + '/' + live.key, window.location.origin + window.location.pathname);
 base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
-let socket = null, busy = false, waiting = null, next = 1, frames = 0, url = null, retry = 0;
+const DEPTH = 1;  // requests in flight (two drew no more faces a second on 2 cores shared with the browser)
+let socket = null, done = 0, waiting = null, next = 1, frames = 0, url = null, retry = 0;
 element.dataset.frames = '0';
 element.dataset.liveView = live.key;
 function read(id) {
@@ -170,8 +171,7 @@ function values(event) {
   return out;
 }
 function send() {
-  if (busy || !waiting || !socket || socket.readyState !== 1) return;
-  busy = true;
+  if (next - 1 - done >= DEPTH || !waiting || !socket || socket.readyState !== 1) return;
   socket.send(JSON.stringify({id: next++, values: waiting, face: props.value || ''}));
   waiting = null;
 }
@@ -181,13 +181,16 @@ function connect() {
   socket = new WebSocket(base.href);
   socket.binaryType = 'arraybuffer';
   socket.onopen = () => { element.dataset.live = 'on'; send(); };
-  socket.onclose = () => { element.dataset.live = 'off'; busy = false; socket = null; retry = Date.now() + 2000; };
+  socket.onclose = () => { element.dataset.live = 'off'; done = next - 1; socket = null; retry = Date.now() + 2000; };
   socket.onmessage = (message) => {
-    busy = false;
+    // replies come in order, one for each request drawn; an answer to request n settles every earlier one
     if (typeof message.data === 'string') {
+      const reply = JSON.parse(message.data);
+      done = Math.max(done, reply.id || 0);
       const s = status();
-      if (s) s.textContent = JSON.parse(message.data).error || '';
+      if (s) s.textContent = reply.error || '';
     } else {
+      done = Math.max(done, new DataView(message.data).getUint32(0));
       const img = document.querySelector('img[alt="' + live.target + '"]');
       if (img) {
         const fresh = URL.createObjectURL(new Blob([message.data.slice(4)], {type: 'image/png'}));
