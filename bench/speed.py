@@ -2,7 +2,7 @@
 
     python -m bench.speed                               # every part, the embedded generator, this CPU
     python -m bench.speed --parts synthesis --nvlabs ~/src/stylegan3   # with NVlabs' pure-PyTorch code beside ours
-    python -m bench.speed --device cuda --parts synthesis                 # GPU rows
+    python -m bench.speed --device cuda --models ffhq                  # GPU rows (every part)
 
 Parts:
 - synthesis: ms per image at batch 1 and 8, per config (T, R) and side (64, 256 px, at the shipped generator's
