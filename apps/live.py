@@ -7,9 +7,10 @@ values (a dict by field name, as the browser read them) and an optional face key
 whose script listens to the sliders' `input` events, sends their values to `/live/<key>` and paints each PNG frame
 that comes back into the page's face image. One request is in flight per page; values that arrive meanwhile replace
 each other (in the browser and on the server), so only the newest is drawn, and the released value's face is the
-last frame, exact (PNG at the generator's size). The page's Gradio events stay as they are for the API, the
-download and the final face; under ZeroGPU (where only Gradio's queue holds the GPU) or with LATENT_LAB_LIVE=0
-there is no live view and the pages update through Gradio alone.
+last frame, exact (PNG at the generator's size). The page's Gradio events stay for the API, the download and the
+final face, and run on release; while the socket is not open (refused, blocked by a proxy) the script fires that
+event on every move instead, so the page updates through Gradio as before. Under ZeroGPU (where only Gradio's
+queue holds the GPU) or with LATENT_LAB_LIVE=0 there is no live view at all.
 """
 from __future__ import annotations
 
@@ -213,11 +214,18 @@ function mine(target) {
     return box && box.contains(target);
   });
 }
+function release(target) {
+  target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+}
 document.addEventListener('input', (event) => {
   if (!mine(event.target)) return;
+  if (!socket || socket.readyState !== 1) {  // no live view (blocked, refused): Gradio's event on every move
+    connect();
+    if (event.target.type === 'range') release(event.target);
+    return;
+  }
   waiting = values(event);
   element.dataset.sent = String(next);
-  connect();
   send();
 }, true);
 // Gradio's `release` (the exact final face, the download) fires on pointerup; keys move a slider without one,
@@ -227,7 +235,7 @@ document.addEventListener('keyup', (event) => {
   const target = event.target;
   if (target.type !== 'range' || !mine(target)) return;
   clearTimeout(pause);
-  pause = setTimeout(() => target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true})), 300);
+  pause = setTimeout(() => release(target), 300);
 }, true);
 connect();
 """

@@ -163,9 +163,14 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
 
 
 # Counts changes of the "after" image (window.paints) from now on.
-COUNT_PAINTS = """() => { window.paints = 0; new MutationObserver((changes) => {
-    window.paints += changes.filter((c) => c.target.matches && c.target.matches('img[alt=after]')).length; }).observe(
-    document.body, {subtree: true, attributes: true, attributeFilter: ['src']}); }"""
+COUNT_PAINTS = """() => { window.paints = 0;
+    const after = (node) => node.nodeType === 1 &&
+        (node.matches('img[alt=after]') || !!node.querySelector('img[alt=after]'));
+    new MutationObserver((changes) => { window.paints += changes.filter((c) =>
+        c.type === 'attributes' ? after(c.target) : [...c.addedNodes].some(after)).length; }).observe(
+    document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']}); }"""
+
+
 @pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
     """Keys: the Gradio event's exact face reaches the download. A mouse drag: the live view paints the faces
@@ -212,6 +217,41 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
             final = np.array(page.evaluate(IMAGE_PIXELS), dtype=np.uint8).reshape(expected.shape)
             assert np.array_equal(final, latent_sliders.edit_image(Editor(tiny_g, dirs), list(dirs), 0, 0.7,
                                                                    released, 0.0))
+    finally:
+        demo.close()
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
+def test_without_its_websocket_the_page_falls_back_to_gradio_on_every_move(tiny_g):
+    """The live view's socket refused (here: the app serves no /live route): a drag still redraws the face
+    through Gradio's event as the slider moves, and ends on the released value's exact face."""
+    dirs = pca_directions(sample_w(tiny_g, 500), 2)
+    demo = latent_sliders.build(Editor(tiny_g, dirs), live=True)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        with chromium() as page:
+            page.goto(demo.local_url, timeout=60_000)
+            page.wait_for_function(f"({AFTER_SRC})().length > 0", timeout=60_000)
+            page.wait_for_function("document.querySelector('[data-live-view]').dataset.live === 'off'")
+            page.evaluate(COUNT_PAINTS)
+            slider = page.get_by_label(re.compile(r"^range slider for pca_0"))
+            box = slider.bounding_box()
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + 0.3 * box["width"], y)
+            page.mouse.down()
+            for i in range(40):
+                page.mouse.move(box["x"] + (0.3 + 0.01 * i) * box["width"], y)
+                page.wait_for_timeout(33)
+            assert page.evaluate("window.paints") >= 2  # faces painted before the release
+            page.mouse.up()
+            released = float(slider.input_value())
+            expected = latent_sliders.edit_image(Editor(tiny_g, dirs), list(dirs), 0, 0.7, released, 0.0)
+            for _ in range(40):
+                final = np.array(page.evaluate(IMAGE_PIXELS), dtype=np.uint8).reshape(expected.shape)
+                if np.array_equal(final, expected):
+                    break
+                page.wait_for_timeout(250)
+            assert np.array_equal(final, expected)
     finally:
         demo.close()
 
