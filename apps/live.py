@@ -34,7 +34,7 @@ from apps.monitor_proxy import origin_allowed
 PATH = "live"  # the websocket is at /live/<key>, beside the Gradio app's own routes
 MAX_MESSAGE = 16_384  # bytes of slider values per message; more is not a page's sliders
 _VIEWS: "weakref.WeakValueDictionary[str, LiveView]" = weakref.WeakValueDictionary()
-_LIMITER: Optional[anyio.CapacityLimiter] = None  # renders share the edit group's slots (made in the event loop)
+_LIMITER: Optional[anyio.CapacityLimiter] = None  # frames: as many at once as Gradio's edit group (made in the loop)
 
 Render = Callable[[dict[str, Any], str], np.ndarray]
 
