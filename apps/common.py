@@ -85,10 +85,15 @@ def launch_parser(description: str, port: int) -> argparse.ArgumentParser:
     return p
 
 
+def zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space (SPACES_ZERO_GPU set): a GPU only while a `spaces.GPU` function runs."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
 def gpu(fn: Callable) -> Callable:
     """`spaces.GPU(fn)` on a ZeroGPU Space (the `spaces` package present and SPACES_ZERO_GPU set): the GPU is
     attached while fn runs. Elsewhere fn itself."""
-    if os.environ.get("SPACES_ZERO_GPU", "").lower() not in ("1", "true"):
+    if not zero_gpu():
         return fn
     try:
         import spaces

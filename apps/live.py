@@ -2,7 +2,7 @@
 
 Gradio's event path costs about 100 ms a step on a 2-core CPU before any model runs (its queue, the reply's
 serialisation, the front end re-rendering the page's components), so it cannot paint 20 faces a second. A page
-that wants a live face makes a `LiveView(render, fields)`: `render(values, face)` draws the face for the sliders'
+that wants a live face makes a `LiveView(render, names)`: `render(values, face)` draws the face for the sliders'
 values (a dict by field name, as the browser read them) and an optional face key; `component()` is a small gr.HTML
 whose script listens to the sliders' `input` events, sends their values to `/live/<key>` and paints each PNG frame
 that comes back into the page's face image. One request is in flight per page; values that arrive meanwhile replace
@@ -28,7 +28,7 @@ import numpy as np
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from apps.common import GROUPS, public_message, short
+from apps.common import GROUPS, public_message, short, zero_gpu
 from apps.monitor_proxy import origin_allowed
 
 PATH = "live"  # the websocket is at /live/<key>, beside the Gradio app's own routes
@@ -42,7 +42,7 @@ Render = Callable[[dict[str, Any], str], np.ndarray]
 def enabled() -> bool:
     """Whether pages get a live view: not under ZeroGPU (its GPU is held only inside Gradio's queue) and not
     turned off with LATENT_LAB_LIVE=0."""
-    if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
+    if zero_gpu():
         return False
     return os.environ.get("LATENT_LAB_LIVE", "1").lower() not in ("0", "false", "no")
 
