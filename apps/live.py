@@ -15,7 +15,6 @@ queue holds the GPU) or with LATENT_LAB_LIVE=0 there is no live view at all.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import secrets
@@ -28,7 +27,7 @@ import numpy as np
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from apps.common import GROUPS, public_message, short, zero_gpu
+from apps.common import GROUPS, image_bytes, public_message, short, zero_gpu
 from apps.monitor_proxy import origin_allowed
 
 PATH = "live"  # the websocket is at /live/<key>, beside the Gradio app's own routes
@@ -47,14 +46,6 @@ def enabled() -> bool:
     return os.environ.get("LATENT_LAB_LIVE", "1").lower() not in ("0", "false", "no")
 
 
-def png(array: np.ndarray) -> bytes:
-    """A uint8 HxWx3 face as PNG bytes (fast compression: a 64 px face is a few kB either way)."""
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="png", compress_level=1)
-    return buf.getvalue()
-
-
 class LiveView:
     """One page's live face: its renderer, the fields it reads, and the key of its websocket.
 
@@ -68,13 +59,12 @@ class LiveView:
         self.fields = {name: f"live-{self.key}-{i}" for i, name in enumerate(names)}
         _VIEWS[self.key] = self
 
-    def component(self, face: str = "") -> gr.HTML:
+    def component(self) -> gr.HTML:
         """The page's live script, in a gr.HTML that shows one status line; its value is the face key sent with
         every request ('' for none), set by the page's events when an upload replaces the seed's face."""
         props = json.dumps({"key": self.key, "path": PATH, "fields": self.fields, "target": self.target})
-        return gr.HTML(value=face, html_template='<span class="live-status" data-face="${value}"></span>',
-                       js_on_load=f"const live = {props};\n{SCRIPT}", padding=False, container=False,
-                       elem_classes=["live-view"])
+        return gr.HTML(value="", html_template='<span class="live-status"></span>',
+                       js_on_load=f"const live = {props};\n{SCRIPT}", padding=False, container=False)
 
     def frame(self, message: Any) -> bytes:
         """The PNG of one request's face, or a ValueError with a visitor-readable reason."""
@@ -85,7 +75,7 @@ class LiveView:
         if not isinstance(face, str):
             raise ValueError(f"face must be a key, got {short(face)}")
         try:
-            return png(self.render(values, face))
+            return image_bytes(self.render(values, face))
         except gr.Error as e:
             raise ValueError(e.message) from None
 
@@ -154,8 +144,7 @@ const status = () => element.querySelector('.live-status');
 const base = new URL(live.path + '/' + live.key, window.location.origin + window.location.pathname);
 base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
 const DEPTH = 1;  // requests in flight (two drew no more faces a second on 2 cores shared with the browser)
-let socket = null, done = 0, waiting = null, next = 1, frames = 0, url = null, retry = 0;
-element.dataset.frames = '0';
+let socket = null, done = 0, waiting = null, next = 1, url = null, retry = 0;
 element.dataset.liveView = live.key;
 function read(id) {
   const box = document.getElementById(id);
@@ -191,16 +180,15 @@ function connect() {
       const s = status();
       if (s) s.textContent = reply.error || '';
     } else {
-      done = Math.max(done, new DataView(message.data).getUint32(0));
+      const id = new DataView(message.data).getUint32(0);
+      done = Math.max(done, id);
       const img = document.querySelector('img[alt="' + live.target + '"]');
       if (img) {
         const fresh = URL.createObjectURL(new Blob([message.data.slice(4)], {type: 'image/png'}));
         img.src = fresh;
         if (url) URL.revokeObjectURL(url);
         url = fresh;
-        frames += 1;
-        element.dataset.frames = String(frames);
-        element.dataset.shown = String(new DataView(message.data).getUint32(0));
+        element.dataset.shown = String(id);
         const s = status();
         if (s) s.textContent = '';
       }

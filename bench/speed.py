@@ -32,10 +32,10 @@ from core.stylegan3 import Generator, generator_kwargs
 SHIPPED = "checkpoints/synthfaces_stylegan3"
 
 
-def timed(fn: Callable[[], Any], seconds: float = 1.5, least: int = 5) -> float:
-    """Median ms of fn over about `seconds` (after two warm-up calls)."""
-    fn()
-    fn()
+def timed(fn: Callable[[], Any], seconds: float = 1.5, least: int = 5, warmup: int = 2) -> float:
+    """Median ms of fn over about `seconds` (after `warmup` calls)."""
+    for _ in range(warmup):
+        fn()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < least or time.perf_counter() - start < seconds:
@@ -53,7 +53,7 @@ def alternately(calls: dict[str, Callable[[], Any]], rounds: int = 5, seconds: f
         fn()
     for _ in range(rounds):
         for name, fn in calls.items():
-            times[name].append(timed(fn, seconds, least=1))
+            times[name].append(timed(fn, seconds, least=1, warmup=0))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -86,10 +86,7 @@ def synthesis_rows(device: str, nvlabs: Optional[str], batches: list[int]) -> li
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     dev = torch.device(device)
-    official = None
-    if nvlabs:
-        from bench.official import official_generator
-        official = official_generator
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     generators: list[tuple[str, Generator]] = [("shipped 64 (T)", Generator.from_pretrained(SHIPPED, device=device))]
     for cfg, res in (("stylegan3-t", 64), ("stylegan3-r", 64), ("stylegan3-t", 256), ("stylegan3-r", 256)):
         torch.manual_seed(0)
@@ -98,11 +95,13 @@ def synthesis_rows(device: str, nvlabs: Optional[str], batches: list[int]) -> li
     rows = []
     for name, G in generators:
         G = G.eval().requires_grad_(False)
-        theirs = official(nvlabs, G) if official else None
+        theirs = None
+        if nvlabs:
+            from bench.official import official_generator
+            theirs = official_generator(nvlabs, G)
         for batch in batches:
             gen = torch.Generator().manual_seed(batch)
             ws = G.mapping(torch.randn(batch, G.z_dim, generator=gen).to(dev), truncation_psi=0.7)
-            sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
             calls = {"ours": lambda: (G.synthesis(ws, noise_mode="const", force_fp32=True), sync())}
             if theirs is not None:
                 calls["nvlabs"] = lambda: (theirs.synthesis(ws, noise_mode="const", force_fp32=True), sync())
@@ -124,29 +123,14 @@ def print_synthesis(rows: list[dict], nvlabs: Optional[str]) -> None:
         print(f"{r['generator']:<16}{r['batch']:>6}{r['ours_ms']:>13.1f}{theirs}{r['peak_fraction']:>9.1%}")
 
 
-# In the page: input events' times (window.inputs) and the "after" image's changes (a new src, or a new image
-# where Gradio re-rendered the HTML), at the next animation frame after the change (window.paints).
-OBSERVE = """() => {
-  window.inputs = []; window.paints = [];
-  document.addEventListener('input', () => window.inputs.push(performance.now()), true);
-  const after = (node) => node.nodeType === 1 &&
-    (node.matches('img[alt=after]') || node.querySelector('img[alt=after]'));
-  new MutationObserver((changes) => {
-    if (changes.some((c) => c.type === 'attributes' ? after(c.target) : [...c.addedNodes].some(after))) {
-      requestAnimationFrame(() => window.paints.push(performance.now()));
-    }
-  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
-}"""
-
-
 def browser_row(url: str, label: str, steps: int, drag_s: float = 3.0) -> dict:
     """Faces painted per second during a drag of the slider labelled `label`, and single-step input-to-paint."""
-    from tools.screenshots import chromium
+    from tools.screenshots import WATCH_PAINTS, chromium, drag
     with chromium(1400, 1000) as page:
         page.goto(url, timeout=120_000)
         page.wait_for_function("document.querySelector('img[alt=after]') !== null", timeout=120_000)
         page.wait_for_timeout(1500)
-        page.evaluate(OBSERVE)
+        page.evaluate(WATCH_PAINTS)
         slider = page.get_by_label(re.compile(rf"^range slider for {re.escape(label)}")).first
         slider.focus()
         lags = []
@@ -158,14 +142,8 @@ def browser_row(url: str, label: str, steps: int, drag_s: float = 3.0) -> dict:
                 lags.append(page.evaluate("window.paints[window.paints.length - 1] - "
                                           "window.inputs[window.inputs.length - 1]"))
             page.wait_for_timeout(400)  # the step's other replies land before the next one
-        box = slider.bounding_box()
-        y, moves = box["y"] + box["height"] / 2, int(drag_s / 0.033)
         page.evaluate("window.inputs = []; window.paints = [];")
-        page.mouse.move(box["x"] + 0.1 * box["width"], y)
-        page.mouse.down()
-        for i in range(moves):
-            page.mouse.move(box["x"] + (0.1 + 0.8 * i / moves) * box["width"], y)
-            page.wait_for_timeout(33)
+        drag(page, slider, 0.1, 0.9, int(drag_s / 0.033))
         page.mouse.up()
         page.wait_for_timeout(1000)
         first, last = page.evaluate("[window.inputs[0], window.inputs[window.inputs.length - 1]]")

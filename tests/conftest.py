@@ -19,6 +19,16 @@ torch.set_num_threads(2)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (the float path is then the same on every machine, and the same as in the
+    kill-and-resume harness's processes), and the thread count it found restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_kwargs(cfg: str = "stylegan3-t", resolution: int = 32, **overrides):
     """A published config shrunk in width so that tests run in milliseconds."""
     from core.stylegan3 import generator_kwargs

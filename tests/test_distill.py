@@ -130,20 +130,16 @@ def test_a_tiny_distillation_learns_and_ships(tmp_path):
     assert sorted(p.name for p in run.samples.glob("*.png"))[-1] == "00000300.png"
 
 
-def test_a_killed_distillation_resumes_exactly(tmp_path):
+def test_a_killed_distillation_resumes_exactly(tmp_path, one_thread):
     args = [f"{k}={v}" for k, v in {**TINY, "runs_dir": str(tmp_path), "steps": 40, "eval_images": 0,
                                     "checkpoint_every": 3, "sample_every": 100}.items()]
     killed_at = kill_after_checkpoints("distill", ["name=killed", *args], tmp_path / "killed", timeout=120)["step"]
     assert 0 < killed_at < 40
     run = RunDir(tmp_path / "killed")
-    torch.set_num_threads(1)  # as the killed process ran: another thread count changes the float path
-    try:
-        train_distill(tiny(tmp_path, "killed", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
-                      resume=True, progress=False)
-        train_distill(tiny(tmp_path, "straight", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
-                      progress=False)
-    finally:
-        torch.set_num_threads(2)
+    train_distill(tiny(tmp_path, "killed", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
+                  resume=True, progress=False)
+    train_distill(tiny(tmp_path, "straight", steps=40, eval_images=0, checkpoint_every=3, sample_every=100),
+                  progress=False)
     a, _ = RunDir(tmp_path / "straight").latest()
     b, _ = RunDir(tmp_path / "killed").latest()
     for key in a:

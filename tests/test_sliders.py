@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from apps import latent_sliders, live
-from tools.screenshots import AFTER_SRC, IMAGE_PIXELS, LIVE_SETTLED, chromium, chromium_path
+from tools.screenshots import AFTER_SRC, IMAGE_PIXELS, LIVE_SETTLED, WATCH_PAINTS, chromium, chromium_path, drag
 from core.checkpoints import save_checkpoint
 from core.directions import (Editor, apply, directions, editor_from, fit_direction, for_generator, load_directions,
                              nice_directions, pca_directions, sample_w, save_directions, supervised_directions)
@@ -162,15 +162,6 @@ def test_sliders_page_builds_with_one_slider_per_direction(tiny_g):
     assert any("PCA only" in c["props"].get("value", "") for c in config["components"] if c.get("type") == "markdown")
 
 
-# Counts changes of the "after" image (window.paints) from now on.
-COUNT_PAINTS = """() => { window.paints = 0;
-    const after = (node) => node.nodeType === 1 &&
-        (node.matches('img[alt=after]') || !!node.querySelector('img[alt=after]'));
-    new MutationObserver((changes) => { window.paints += changes.filter((c) =>
-        c.type === 'attributes' ? after(c.target) : [...c.addedNodes].some(after)).length; }).observe(
-    document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']}); }"""
-
-
 @pytest.mark.skipif(chromium_path() is None, reason="needs a system Chromium; .ci/run installs it")
 def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
     """Keys: the Gradio event's exact face reaches the download. A mouse drag: the live view paints the faces
@@ -202,18 +193,12 @@ def test_moving_a_slider_in_a_real_browser_changes_the_image(tiny_g, tmp_path):
                 page.wait_for_timeout(250)  # the button is refreshed by its own event, just after the image
             assert download.value.suggested_filename == "seed0_edited.png" and np.array_equal(got, expected)
 
-            page.evaluate(COUNT_PAINTS)
-            box = slider.bounding_box()
-            y = box["y"] + box["height"] / 2
-            page.mouse.move(box["x"] + 0.3 * box["width"], y)
-            page.mouse.down()
-            for i in range(40):  # an input every 33 ms, as a hand drags
-                page.mouse.move(box["x"] + (0.3 + 0.01 * i) * box["width"], y)
-                page.wait_for_timeout(33)
+            page.evaluate(WATCH_PAINTS)
+            drag(page, slider, 0.3, 0.7, 40)
             page.mouse.up()
             released = float(slider.input_value())
             page.wait_for_function(LIVE_SETTLED)
-            assert page.evaluate("window.paints") >= 5  # faces painted while the slider moved
+            assert page.evaluate("window.paints.length") >= 5  # faces painted while the slider moved
             final = np.array(page.evaluate(IMAGE_PIXELS), dtype=np.uint8).reshape(expected.shape)
             assert np.array_equal(final, latent_sliders.edit_image(Editor(tiny_g, dirs), list(dirs), 0, 0.7,
                                                                    released, 0.0))
@@ -233,16 +218,10 @@ def test_without_its_websocket_the_page_falls_back_to_gradio_on_every_move(tiny_
             page.goto(demo.local_url, timeout=60_000)
             page.wait_for_function(f"({AFTER_SRC})().length > 0", timeout=60_000)
             page.wait_for_function("document.querySelector('[data-live-view]').dataset.live === 'off'")
-            page.evaluate(COUNT_PAINTS)
+            page.evaluate(WATCH_PAINTS)
             slider = page.get_by_label(re.compile(r"^range slider for pca_0"))
-            box = slider.bounding_box()
-            y = box["y"] + box["height"] / 2
-            page.mouse.move(box["x"] + 0.3 * box["width"], y)
-            page.mouse.down()
-            for i in range(40):
-                page.mouse.move(box["x"] + (0.3 + 0.01 * i) * box["width"], y)
-                page.wait_for_timeout(33)
-            assert page.evaluate("window.paints") >= 2  # faces painted before the release
+            drag(page, slider, 0.3, 0.7, 40)
+            assert page.evaluate("window.paints.length") >= 2  # faces painted before the release
             page.mouse.up()
             released = float(slider.input_value())
             expected = latent_sliders.edit_image(Editor(tiny_g, dirs), list(dirs), 0, 0.7, released, 0.0)

@@ -11,7 +11,7 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import app
 from apps.monitor_proxy import free_port
@@ -29,7 +29,32 @@ IMAGE_PIXELS = """() => { const i = document.querySelector('img[alt=after]');
     const g = c.getContext('2d'); g.drawImage(i, 0, 0);
     const d = g.getImageData(0, 0, c.width, c.height).data; const out = [];
     for (let k = 0; k < d.length; k += 4) out.push(d[k], d[k + 1], d[k + 2]); return out; }"""
+# In the page: input events' times (window.inputs) and the "after" image's changes (a new src, or a new image
+# where Gradio re-rendered the HTML), at the next animation frame after the change (window.paints).
+WATCH_PAINTS = """() => {
+  window.inputs = []; window.paints = [];
+  document.addEventListener('input', () => window.inputs.push(performance.now()), true);
+  const after = (node) => node.nodeType === 1 &&
+    (node.matches('img[alt=after]') || node.querySelector('img[alt=after]'));
+  new MutationObserver((changes) => {
+    if (changes.some((c) => c.type === 'attributes' ? after(c.target) : [...c.addedNodes].some(after))) {
+      requestAnimationFrame(() => window.paints.push(performance.now()));
+    }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}"""
 WAIT_MS = 300_000  # the slowest step, VP's first answer, takes about 80 s on a 2-core CPU
+
+
+def drag(page: Any, slider: Any, start: float, stop: float, moves: int) -> None:
+    """Press the mouse on a slider at `start` (a fraction of its width) and move it to `stop` in `moves` steps, one
+    every 33 ms as a hand drags; the button stays down (the caller releases it with `page.mouse.up()`)."""
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + start * box["width"], y)
+    page.mouse.down()
+    for i in range(moves):
+        page.mouse.move(box["x"] + (start + (stop - start) * i / moves) * box["width"], y)
+        page.wait_for_timeout(33)
 
 
 def chromium_path() -> Optional[str]:
