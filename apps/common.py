@@ -253,9 +253,11 @@ def to_array(image: Any) -> np.ndarray:
     return array.repeat(k, axis=0).repeat(k, axis=1)
 
 
-def image_bytes(array: np.ndarray, kind: str = "png") -> bytes:
-    """A uint8 HxWx3 image as PNG (fast compression: a 64 px face is a few kB either way) or JPEG (quality 95)."""
+def image_bytes(array: np.ndarray, kind: str = "") -> bytes:
+    """A uint8 HxWx3 image as PNG (fast compression: a 64 px face is a few kB either way) or JPEG (quality 95);
+    by default PNG up to 256 px and JPEG above, where a PNG would be megabytes per update."""
     from PIL import Image
+    kind = kind or ("png" if max(array.shape[:2]) <= 256 else "jpeg")
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=kind, **({"compress_level": 1} if kind == "png" else {"quality": 95}))
     return buf.getvalue()
@@ -265,8 +267,9 @@ def face_html(array: np.ndarray, label: str) -> str:
     """A face as self-contained HTML: the image as a data URL (PNG up to 256 px, JPEG above, where PNG would be
     megabytes per update), shown at least DISPLAY px wide with square pixels."""
     h, w = array.shape[:2]
-    kind = "png" if max(h, w) <= 256 else "jpeg"
-    url = f"data:image/{kind};base64,{base64.b64encode(image_bytes(array, kind)).decode()}"
+    data = image_bytes(array)
+    kind = "png" if data.startswith(b"\x89PNG") else "jpeg"
+    url = f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
     shown = max(DISPLAY, min(w, 512))
     style = "image-rendering:pixelated;max-width:100%;height:auto;display:block;margin:0 auto"
     return (f'<figure style="margin:0;text-align:center"><img alt="{label}" src="{url}" width="{shown}" '

@@ -4,12 +4,13 @@ Gradio's event path costs about 100 ms a step on a 2-core CPU before any model r
 serialisation, the front end re-rendering the page's components), so it cannot paint 20 faces a second. A page
 that wants a live face makes a `LiveView(render, names)`: `render(values, face)` draws the face for the sliders'
 values (a dict by field name, as the browser read them) and an optional face key; `component()` is a small gr.HTML
-whose script listens to the sliders' `input` events, sends their values to `/live/<key>` and paints each PNG frame
+whose script listens to the sliders' `input` events, sends their values to `/live/<key>` and paints each frame
 that comes back into the page's face image. One request is in flight per page; values that arrive meanwhile replace
 each other (in the browser and on the server), so only the newest is drawn, and the released value's face is the
-last frame, exact (PNG at the generator's size). The page's Gradio events stay for the API, the download and the
-final face, and run on release; while the socket is not open (refused, blocked by a proxy) the script fires that
-event on every move instead, so the page updates through Gradio as before. Under ZeroGPU (where only Gradio's
+last frame, at the generator's size (PNG, exact; JPEG above 256 px, as the page's own images). The page's Gradio
+events stay for the API, the download and the final face, and run on release; while the socket is not open
+(refused, blocked by a proxy) the script fires that event on every move instead, so the page updates through
+Gradio as before. Under ZeroGPU (where only Gradio's
 queue holds the GPU) or with LATENT_LAB_LIVE=0 there is no live view at all.
 """
 from __future__ import annotations
@@ -67,7 +68,8 @@ class LiveView:
                        js_on_load=f"const live = {props};\n{SCRIPT}", padding=False, container=False)
 
     def frame(self, message: Any) -> bytes:
-        """The PNG of one request's face, or a ValueError with a visitor-readable reason."""
+        """The image of one request's face (PNG, JPEG above 256 px as on the page), or a ValueError with a
+        visitor-readable reason."""
         if not isinstance(message, dict) or not isinstance(message.get("values"), dict):
             raise ValueError("a live request is {id, values: {field: value}, face}")
         values = {name: message["values"].get(name) for name in self.fields}
@@ -82,7 +84,7 @@ class LiveView:
 
 async def _serve(ws: WebSocket) -> None:
     """One browser page's socket: read requests as they come (the newest replaces any not yet drawn), draw the
-    newest whenever the last one is sent. A frame is 4 bytes of request id (big-endian) and the PNG; a refused
+    newest whenever the last one is sent. A frame is 4 bytes of request id (big-endian) and the image; a refused
     request is a JSON text {id, error}."""
     global _LIMITER
     view = _VIEWS.get(ws.path_params["key"])
@@ -184,7 +186,8 @@ function connect() {
       done = Math.max(done, id);
       const img = document.querySelector('img[alt="' + live.target + '"]');
       if (img) {
-        const fresh = URL.createObjectURL(new Blob([message.data.slice(4)], {type: 'image/png'}));
+        const png = new Uint8Array(message.data, 4, 1)[0] === 0x89;  // else JPEG (faces above 256 px)
+        const fresh = URL.createObjectURL(new Blob([message.data.slice(4)], {type: png ? 'image/png' : 'image/jpeg'}));
         img.src = fresh;
         if (url) URL.revokeObjectURL(url);
         url = fresh;

@@ -1,4 +1,5 @@
-"""VAE lab (Gradio): the LFW notebook's VAE in the suite, with its plain autoencoder as the baseline.
+"""VAE lab (Gradio): the LFW notebook's VAE in the suite, with its plain autoencoder as the baseline, and the same
+pair trained with the analyzer's terms, whose attribute edits show.
 
     python -m apps.vae_lab [--models embedded] [--port 7864]
 
@@ -18,8 +19,9 @@ from core.models import load_models
 from core.vae import EDIT_ATTRIBUTES, SIDE, VAEEditor
 
 TITLE = "VAE lab"
-ROLES, OPTIONAL = ("vae",), ("ae",)
-MODELS = {"VAE (notebook MLP, beta 1)": "vae", "autoencoder baseline (same MLP, no KL)": "ae"}
+ROLES, OPTIONAL = ("vae",), ("feature_vae", "ae", "feature_ae")
+MODELS = {"feature VAE (conv, analyzer terms: edits that show)": "feature_vae", "VAE (notebook MLP, beta 1)": "vae",
+          "autoencoder baseline (same MLP, no KL)": "ae", "feature autoencoder (conv, analyzer terms)": "feature_ae"}
 
 
 def rendered_face(seed: Any) -> torch.Tensor:
@@ -35,7 +37,7 @@ class VAEPage:
     def __init__(self, models: str, device: str) -> None:
         self.models = load_models(models, ROLES, OPTIONAL, device)
         self.roles = [role for role in MODELS.values() if role in self.models]
-        self.editors: dict[str, VAEEditor] = {"vae": VAEEditor(self.models["vae"])}
+        self.editors: dict[str, VAEEditor] = {self.roles[0]: VAEEditor(self.models[self.roles[0]])}
 
     def editor(self, choice: str) -> VAEEditor:
         role = MODELS.get(choice)
@@ -82,7 +84,9 @@ def build(page: VAEPage) -> gr.Blocks:
         gr.Markdown("## VAE lab\nThe LFW notebook's VAE on SynthFaces (45x45): reconstruct a face, sample from the "
                     "prior, interpolate, and add attribute vectors (mean code with the attribute minus mean code "
                     "without, from labelled SynthFaces faces). The plain autoencoder is the notebook's baseline: "
-                    "sharper reconstructions, but its prior samples are not faces.")
+                    "sharper reconstructions, but its prior samples are not faces. The notebook's pixel loss leaves "
+                    "the smile and thin eyeglasses out of the codes, so their vectors barely move them; the feature "
+                    "models, trained with the analyzer's terms as well, draw them (docs/guide/vae.md says why).")
         model = gr.Radio(choices, value=choices[0], label="model")
         with gr.Row():
             seed = Number(value=3, precision=0, minimum=0, maximum=2 ** 31 - 1, label="face seed")

@@ -6,8 +6,8 @@
 Each row is the median (and 90th percentile) over --updates slider moves of one seed: the client sends the new
 slider value, the server edits W, runs the synthesis network and replies with the face inside the HTML (a data-URL
 image, decoded here to check that a face of the generator's size arrived). "compute" is the same edit called
-directly, without the server. With --browser (needs playwright and a chromium), a second table times the same
-through a real browser: an arrow key on the first direction's slider until the "after" image has changed.
+directly, without the server. The same step in a real browser (an arrow key on a slider until the face is painted,
+through Gradio and through the live view) is part of `python -m bench.speed --parts browser`.
 """
 from __future__ import annotations
 
@@ -25,31 +25,12 @@ from core.directions import Editor, editor_from, for_generator
 from core.models import load_models
 
 
-def browser_times(url: str, updates: int) -> list[float]:
-    """Sorted ms from an arrow-key press on the first direction's slider to a changed "after" image."""
-    from tools.screenshots import AFTER_SRC as after, chromium
-    out = []
-    with chromium(1280, 720) as page:
-        page.goto(url, timeout=60_000)
-        page.wait_for_function(f"({after})().length > 0", timeout=60_000)
-        page.locator("input[type=range]").nth(1).focus()  # 0 is truncation
-        for i in range(updates + 2):
-            before = page.evaluate(after)
-            t0 = time.perf_counter()
-            page.keyboard.press("ArrowRight" if i % 40 < 20 else "ArrowLeft")
-            page.wait_for_function(f"({after})() !== {before!r}", timeout=30_000, polling=1)
-            if i >= 2:
-                out.append((time.perf_counter() - t0) * 1000)
-    return sorted(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="embedded")
     p.add_argument("--generator")
     p.add_argument("--device", default="cpu")
     p.add_argument("--updates", type=int, default=30)
-    p.add_argument("--browser", action="store_true", help="also time slider moves in a headless chromium")
     args = p.parse_args(argv)
     from gradio_client import Client
     from PIL import Image
@@ -84,11 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         name = Path(args.generator).stem if args.generator else args.models
         print(f"{name:<18}{args.device:<8}{res:>5}{statistics.median(times):>11.1f}"
               f"{times[int(0.9 * (len(times) - 1))]:>9.1f}{statistics.median(compute):>12.1f}{len(times):>9}")
-        if args.browser:
-            clicks = browser_times(demo.local_url, args.updates)
-            print(f"\n{'browser':<12}{'median ms':>11}{'p90 ms':>9}{'updates':>9}")
-            print(f"{'chromium':<12}{statistics.median(clicks):>11.1f}{clicks[int(0.9 * (len(clicks) - 1))]:>9.1f}"
-                  f"{len(clicks):>9}")
     finally:
         demo.close()
     return 0

@@ -69,6 +69,8 @@ EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offl
     "analyzer": Checkpoint("synthfaces_analyzer", "face_analyzer"),
     "vae": Checkpoint("synthfaces_vae", "vae"),
     "ae": Checkpoint("synthfaces_ae", "vae"),
+    "feature_vae": Checkpoint("synthfaces_feature_vae", "vae"),
+    "feature_ae": Checkpoint("synthfaces_feature_ae", "vae"),
     "nice": Checkpoint("synthfaces_nice", "nice"),
     "encoder": Checkpoint("synthfaces_encoder", "encoder"),
 })

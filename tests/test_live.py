@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from apps import latent_sliders, live
+from apps.common import image_bytes
 from core.directions import Editor, pca_directions, sample_w
 from core.stylegan3 import Generator
 from tests.conftest import tiny_kwargs
@@ -109,3 +110,14 @@ def test_without_a_live_view_the_sliders_update_through_gradio_on_every_change(p
     config = page[1].get_config_file()
     edit = next(d for d in config["dependencies"] if d.get("api_name") == "edit")
     assert [t[1] for t in edit["targets"]] == ["release"]
+
+
+def test_frames_follow_the_page_s_image_rule_png_up_to_256_px_jpeg_above():
+    rng = np.random.default_rng(0)
+    faces = {"small": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+             "large": (np.linspace(20, 220, 512)[:, None, None] + rng.normal(0, 6, (512, 512, 3))).astype(np.uint8)}
+    view = live.LiveView(lambda values, face: faces[values["size"]], ["size"])
+    small, large = view.frame({"values": {"size": "small"}}), view.frame({"values": {"size": "large"}})
+    assert small.startswith(b"\x89PNG") and np.array_equal(np.asarray(Image.open(io.BytesIO(small))), faces["small"])
+    assert large.startswith(b"\xff\xd8") and Image.open(io.BytesIO(large)).size == (512, 512)
+    assert len(large) < len(image_bytes(faces["large"], "png"))  # a photo-like face: far fewer bytes

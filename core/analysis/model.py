@@ -109,12 +109,17 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
                                    align_corners=False, antialias=True)
         return images
 
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's and the first two blocks' activations (/2, /4, /8 of the analyzer's resolution): a perceptual
+        feature space for faces, as VGG's early layers are for photos."""
+        f0 = self.stem((self.prepare(images) - self.mean) * 2)
+        f1 = self.block1(f0)
+        return [f0, f1, self.block2(f1)]
+
     def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(resized input, /8 features, landmark heatmaps [B, L, h, w] as probabilities)."""
         x = self.prepare(images)
-        f0 = self.stem((x - self.mean) * 2)
-        f1 = self.block1(f0)
-        f2 = self.block2(f1)
+        f0, f1, f2 = self.feature_maps(x)
         up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         heat = self.landmark_head(torch.cat([f1, up], dim=1))
         if hasattr(self, "landmark_refine"):

@@ -64,25 +64,65 @@ def scatter(points: np.ndarray, factors: torch.Tensor, title: str, colour_by: tu
 class EditReport:
     attribute: str
     strength: float
-    images: int
-    success_rate: float  # the analyzer reads the attribute on the edited image
+    images: int  # held-out images that lack the attribute (the ones edited)
+    reading_before: float  # mean analyzer reading of the attribute on the plain reconstruction
+    reading_after: float  # ... on the edited reconstruction
+    success_rate: float  # the analyzer reads the attribute (> 0.5) on the edited image
     baseline_rate: float  # ... on the plain reconstruction (before the edit)
+    others_change: float  # mean |change| of the other factors' readings (what the edit moves besides)
     identity_cosine: float  # analyzer identity similarity, edited vs plain reconstruction
+    kept_by_reconstruction: float  # correlation of the attribute's reading on reconstructions with that on inputs
+    linear_in_codes: float  # R^2 of the true attribute from the codes by a linear probe (4-fold cross-validated)
+
+
+def linear_probe_r2(codes: torch.Tensor, target: torch.Tensor) -> float:
+    """How much of `target` a linear function of the codes explains on held-out folds: latent arithmetic (one
+    vector added to every code) can only move what is linear in the codes."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_score
+    probe = RidgeCV(alphas=np.logspace(-2, 3, 12))
+    return float(cross_val_score(probe, codes.numpy(), target.numpy(), cv=4, scoring="r2").mean())
 
 
 @torch.no_grad()
 def edit_success(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, factors: torch.Tensor,
                  direction: torch.Tensor, name: str, strength: float = 1.0) -> EditReport:
-    """Edit images that lack the attribute; how often does the analyzer then read it, and is identity kept?"""
+    """Edit images that lack the attribute: how far does the analyzer's reading of it move, how often does it then
+    read it, what else moves, and is identity kept? Also: does the reconstruction keep the attribute at all?"""
     idx = factor_index(name)
+    model.eval()
+    whole = model(images, sample=False).recon
+    kept = torch.corrcoef(torch.stack([analyzer(images).factors[:, idx], analyzer(whole).factors[:, idx]]))[0, 1]
+    linear = linear_probe_r2(latent_means(model, images).cpu(), factors[:, idx].cpu())
     lacking = ~has_attribute(factors, name)
     x = images[lacking]
-    plain = model(x, sample=False).recon
-    edited = edit(model, x, direction, strength)
-    a_plain, a_edit = analyzer(plain), analyzer(edited)
-    return EditReport(name, strength, len(x), float((a_edit.factors[:, idx] > 0.5).float().mean()),
-                      float((a_plain.factors[:, idx] > 0.5).float().mean()),
-                      float((a_plain.embedding * a_edit.embedding).sum(1).mean()))
+    a_plain, a_edit = analyzer(whole[lacking]), analyzer(edit(model, x, direction, strength))
+    before, after = a_plain.factors[:, idx], a_edit.factors[:, idx]
+    others = torch.ones(a_plain.factors.shape[1], dtype=torch.bool)
+    others[idx] = False
+    return EditReport(name, strength, len(x), float(before.mean()), float(after.mean()),
+                      float((after > 0.5).float().mean()), float((before > 0.5).float().mean()),
+                      float((a_edit.factors - a_plain.factors)[:, others].abs().mean()),
+                      float((a_plain.embedding * a_edit.embedding).sum(1).mean()), float(kept.nan_to_num(0.0)),
+                      linear)
+
+
+def edits_markdown(name: str, edits: list[dict]) -> str:
+    """The edit table of a report, as markdown."""
+    rows = [f"| {e['attribute']} | {e['linear_in_codes']:.2f} | {e['kept_by_reconstruction']:.2f} | "
+            f"{e['reading_before']:.3f} -> "
+            f"{e['reading_after']:.3f} | {e['baseline_rate']:.2f} -> {e['success_rate']:.2f} | "
+            f"{e['others_change']:.3f} | {e['identity_cosine']:.2f} | {e['images']} |" for e in edits]
+    return "\n".join([
+        f"# Attribute edits: {name}", "",
+        f"Latent arithmetic at strength {edits[0]['strength']:g} (mean code with the attribute minus mean code "
+        "without) on held-out faces that lack the attribute, read by the SynthFaces analyzer. `linear` is the R^2 "
+        "of the true attribute from the codes by a cross-validated linear probe (arithmetic moves only what is "
+        "linear in the codes); `kept` the correlation of the attribute's reading on the reconstructions with its "
+        "reading on the inputs (0: the decoder does not draw it); `others` the mean change of the other 23 "
+        "factors' readings.", "",
+        "| attribute | linear | kept | mean reading before -> after | read above 0.5 | others | identity cosine | "
+        "faces |", "|---|---|---|---|---|---|---|---|", *rows, ""])
 
 
 def edit_strip(model: VAE, images: torch.Tensor, direction: torch.Tensor, strengths: list[float]) -> torch.Tensor:
@@ -112,6 +152,7 @@ def run_workflow(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, fa
         report["edits"].append(edit_success(model, analyzer, images, factors, direction, name, strength).__dict__)
     report["reconstruction_ssim_shown"] = scores.tolist()
     (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "edits.md").write_text(edits_markdown(out.name, report["edits"]))
     return report
 
 
@@ -133,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     report = run_workflow(model, load_analyzer("synthfaces"), data.images, data.factors, Path(args.out), args.strength)
     print(json.dumps(report["validation"], indent=2))
     for e in report["edits"]:
-        print(f"{e['attribute']:>11}: success {e['success_rate']:.2f} (before {e['baseline_rate']:.2f}), "
-              f"identity cosine {e['identity_cosine']:.2f} over {e['images']} images")
+        print(f"{e['attribute']:>11}: reading {e['reading_before']:.3f} -> {e['reading_after']:.3f}, read on "
+              f"{e['baseline_rate']:.2f} -> {e['success_rate']:.2f}, others {e['others_change']:.3f}, identity "
+              f"cosine {e['identity_cosine']:.2f}, kept {e['kept_by_reconstruction']:.2f}, "
+              f"linear {e['linear_in_codes']:.2f} ({e['images']} images)")
     return 0
 
 

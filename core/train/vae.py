@@ -26,7 +26,7 @@ from core.imaging import save_grid
 from core.metrics.vp import VarPredNet, vp_loss
 from core.synthfaces.dataset import SynthFacesDataset
 from core.train.rundir import RunConfig, TrainingRun, part
-from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, evaluate_vae, vae_loss
+from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, evaluate_vae, feature_loss, reading_loss, vae_loss
 
 
 
@@ -55,11 +55,17 @@ class VaeConfig(RunConfig):
     vp_dims: int = 10  # the first vp_dims latent dimensions carry the constraint
     vp_width: int = 16  # predictor width
     vp_lr: float = 0.001
+    feature_weight: float = 0.0  # perceptual term weight (the analyzer's feature maps), nats per image (0 = off)
+    reading_weight: float = 0.0  # analyzer-readings term weight (factors and landmarks of the reconstruction), nats
+    analyzer: str = "synthfaces"  # the perceptual term's frozen analyzer
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.vp_weight < 0 or (self.vp_weight > 0 and not 2 <= self.vp_dims <= self.dim_z):
             raise ValueError(f"vp_weight must be >= 0 and vp_dims between 2 and dim_z ({self.dim_z})")
+        if min(self.feature_weight, self.reading_weight) < 0 or (
+                max(self.feature_weight, self.reading_weight) > 0 and not self.analyzer):
+            raise ValueError("feature_weight and reading_weight must be >= 0, and above 0 need an analyzer")
 
 
 FAMILY = (("betas", "beta", float), ("vp_weights", "vp_weight", float), ("seeds", "seed", int))  # list, key, type
@@ -103,6 +109,10 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, SIDE, seed=cfg.seed + 999,
                             first_identity=VAL_FIRST_IDENTITY)
     images = torch.utils.data.TensorDataset(train.images)
+    analyzer = None
+    if cfg.feature_weight > 0 or cfg.reading_weight > 0:
+        from core.analysis import load_analyzer
+        analyzer = load_analyzer(cfg.analyzer, device=str(run.device)).requires_grad_(False).eval()
     steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * run.num_processes))
     run.total_steps = run.step + steps_per_epoch * (cfg.epochs - (run.meta["epoch"] + 1 if "epoch" in run.meta else 0))
     fixed = val.images[:16].to(run.device)
@@ -125,8 +135,13 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                 if len(x) < 2:  # BatchNorm needs two samples
                     continue
                 with run.autocast():
-                    loss, bce, kl = vae_loss(x, trained(x), cfg.beta)
+                    out = trained(x)
+                    loss, bce, kl = vae_loss(x, out, cfg.beta)
                     terms = {"loss": loss, "bce": bce, **({"kl": kl} if model.variational else {})}
+                    if analyzer is not None:  # the reconstruction's feature maps match the input's
+                        terms["features"] = feature_loss(analyzer, out.recon, x)
+                        terms["readings"] = reading_loss(analyzer, out.recon, x)
+                        loss = loss + cfg.feature_weight * terms["features"] + cfg.reading_weight * terms["readings"]
                     if Q is not None:  # the decoder and Q both minimise Q's error; the prior's latents
                         z = torch.randn(len(x), cfg.dim_z, generator=gen).to(x.device)
                         terms["loss_vp"], terms["vp_accuracy"] = vp_loss(model.decode, Q_train, z, model.decode(z),
