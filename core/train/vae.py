@@ -3,10 +3,15 @@
     python -m core.train vae --config configs/vae_synthfaces45.yaml [--resume] [--set key=value ...]
     python -m core.train vae --config configs/vae_beta_family.yaml     (one run per value in `betas`)
     python -m core.train vae --config configs/vae_vp_study.yaml        (one run per vp_weight and seed)
+    python -m core.train vae --config configs/vae_feature_synthfaces45.yaml   (the feature VAE)
 
 With `vp_weight` > 0 each step adds the variation-predictability term (Zhu et al., 2020; `core.metrics.vp.vp_loss`):
 latents drawn from the prior, one of the first `vp_dims` redrawn, both decoded, and a predictor Q and the decoder
 both minimise Q's error in naming the redrawn dimension from the image difference.
+
+With `feature_weight` or `reading_weight` > 0 the frozen analyzer judges each reconstruction against its input: its
+early feature maps (`core.vae.feature_loss`) and its factor and landmark readings (`core.vae.reading_loss`). They
+make the decoder draw what a few pixels carry, which pixel BCE leaves out (the glasses; see docs/guide/vae.md).
 
 Each epoch logs the training loss terms, the validation ELBO (its negative: BCE + KL, in nats per image) and the
 mean validation SSIM, and writes a grid of validation reconstructions above random faces from N(0, I).
@@ -57,7 +62,7 @@ class VaeConfig(RunConfig):
     vp_lr: float = 0.001
     feature_weight: float = 0.0  # perceptual term weight (the analyzer's feature maps), nats per image (0 = off)
     reading_weight: float = 0.0  # analyzer-readings term weight (factors and landmarks of the reconstruction), nats
-    analyzer: str = "synthfaces"  # the perceptual term's frozen analyzer
+    analyzer: str = "synthfaces"  # the frozen analyzer of both terms
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,10 +143,12 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                     out = trained(x)
                     loss, bce, kl = vae_loss(x, out, cfg.beta)
                     terms = {"loss": loss, "bce": bce, **({"kl": kl} if model.variational else {})}
-                    if analyzer is not None:  # the reconstruction's feature maps match the input's
+                    if cfg.feature_weight > 0:  # the reconstruction's feature maps match the input's
                         terms["features"] = feature_loss(analyzer, out.recon, x)
+                        loss = loss + cfg.feature_weight * terms["features"]
+                    if cfg.reading_weight > 0:  # ... and so do its readings (factors, landmarks)
                         terms["readings"] = reading_loss(analyzer, out.recon, x)
-                        loss = loss + cfg.feature_weight * terms["features"] + cfg.reading_weight * terms["readings"]
+                        loss = loss + cfg.reading_weight * terms["readings"]
                     if Q is not None:  # the decoder and Q both minimise Q's error; the prior's latents
                         z = torch.randn(len(x), cfg.dim_z, generator=gen).to(x.device)
                         terms["loss_vp"], terms["vp_accuracy"] = vp_loss(model.decode, Q_train, z, model.decode(z),
