@@ -253,11 +253,16 @@ def to_array(image: Any) -> np.ndarray:
     return array.repeat(k, axis=0).repeat(k, axis=1)
 
 
+def image_format(array: np.ndarray) -> str:
+    """How a face image is sent: PNG up to 256 px (exact, a few kB), JPEG above, where a PNG would be megabytes per
+    update."""
+    return "png" if max(array.shape[:2]) <= 256 else "jpeg"
+
+
 def image_bytes(array: np.ndarray, kind: str = "") -> bytes:
-    """A uint8 HxWx3 image as PNG (fast compression: a 64 px face is a few kB either way) or JPEG (quality 95);
-    by default PNG up to 256 px and JPEG above, where a PNG would be megabytes per update."""
+    """A uint8 HxWx3 image as PNG (fast compression) or JPEG (quality 95); by default as `image_format` says."""
     from PIL import Image
-    kind = kind or ("png" if max(array.shape[:2]) <= 256 else "jpeg")
+    kind = kind or image_format(array)
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=kind, **({"compress_level": 1} if kind == "png" else {"quality": 95}))
     return buf.getvalue()
@@ -267,9 +272,8 @@ def face_html(array: np.ndarray, label: str) -> str:
     """A face as self-contained HTML: the image as a data URL (PNG up to 256 px, JPEG above, where PNG would be
     megabytes per update), shown at least DISPLAY px wide with square pixels."""
     h, w = array.shape[:2]
-    data = image_bytes(array)
-    kind = "png" if data.startswith(b"\x89PNG") else "jpeg"
-    url = f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+    kind = image_format(array)
+    url = f"data:image/{kind};base64,{base64.b64encode(image_bytes(array, kind)).decode()}"
     shown = max(DISPLAY, min(w, 512))
     style = "image-rendering:pixelated;max-width:100%;height:auto;display:block;margin:0 auto"
     return (f'<figure style="margin:0;text-align:center"><img alt="{label}" src="{url}" width="{shown}" '
