@@ -105,26 +105,25 @@ def vae_loss(images: torch.Tensor, out: VAEOutput,
     return bce + beta * kl, bce, kl
 
 
-def feature_loss(analyzer: torch.nn.Module, recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Perceptual term: the mean squared difference of the frozen analyzer's early feature maps (`feature_maps`) of
-    reconstructions and inputs, summed over its three stages and averaged over the batch (as the deep feature
-    consistent VAE of Hou et al., 2017, does with VGG). Pixel BCE at 45 px leaves out what a few pixels carry (a
-    smile is the height of the mouth's corners); edges and shapes weigh more in feature space."""
+def analyzer_terms(analyzer: torch.nn.Module, recon: torch.Tensor,
+                   images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perceptual, readings): the frozen analyzer's judgement of reconstructions against their inputs, from one
+    pass over each, both averaged over the batch. Pixel BCE at 45 px leaves out what a few pixels carry (a smile
+    is the height of the mouth's corners, an eyeglass frame a line one pixel wide).
+    - perceptual: the mean squared difference of the analyzer's early feature maps (`feature_maps`), summed over
+      its three stages (as the deep feature consistent VAE of Hou et al., 2017, does with VGG);
+    - readings: the squared error of every factor reading in [0, 1] and of the landmarks (fractions of the side,
+      x 10), summed per image."""
+    def look(x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        maps, _, logits, landmarks = analyzer.raw_with_maps(x)  # float32 even under a bf16 autocast
+        return [m.float() for m in maps], torch.cat([torch.sigmoid(logits.float()), landmarks.float().flatten(1) * 10],
+                                                    dim=1)
     with torch.no_grad():
-        targets = analyzer.feature_maps(images)
-    return sum(((a - b).square().flatten(1).mean(1) for a, b in zip(analyzer.feature_maps(recon), targets)),
-               torch.zeros(len(recon), device=recon.device)).mean()
-
-
-def reading_loss(analyzer: torch.nn.Module, recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Squared error, summed per image and averaged over the batch, between the frozen analyzer's readings of the
-    reconstructions and of the inputs: every factor in [0, 1] and the landmarks (fractions of the side, x 10)."""
-    def readings(x: torch.Tensor) -> torch.Tensor:
-        _, logits, landmarks = analyzer.raw(x)
-        return torch.cat([torch.sigmoid(logits), landmarks.flatten(1) * 10], dim=1)
-    with torch.no_grad():
-        target = readings(images)
-    return (readings(recon) - target).square().sum(1).mean()
+        target_maps, target_readings = look(images)
+    maps, readings = look(recon)
+    perceptual = sum(((a - b).square().flatten(1).mean(1) for a, b in zip(maps, target_maps)),
+                     torch.zeros(len(recon), device=recon.device)).mean()
+    return perceptual, (readings - target_readings).square().sum(1).mean()
 
 
 @torch.no_grad()

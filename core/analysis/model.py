@@ -116,17 +116,18 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
         f1 = self.block1(f0)
         return [f0, f1, self.block2(f1)]
 
-    def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(resized input, /8 features, landmark heatmaps [B, L, h, w] as probabilities)."""
+    def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """(resized input, `feature_maps`, landmark heatmaps [B, L, h, w] as probabilities)."""
         x = self.prepare(images)
-        f0, f1, f2 = self.feature_maps(x)
+        maps = self.feature_maps(x)
+        f0, f1, f2 = maps
         up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         heat = self.landmark_head(torch.cat([f1, up], dim=1))
         if hasattr(self, "landmark_refine"):
             heat = F.interpolate(heat, size=f0.shape[-2:], mode="bilinear", align_corners=False)
             heat = heat + self.landmark_refine(torch.cat([f0, heat], dim=1))
         b, n, hh, ww = heat.shape
-        return x, f2, torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
+        return x, maps, torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
 
     def landmark_confidence(self, images: torch.Tensor) -> torch.Tensor:
         """[B] mean over landmarks of the heatmap probability within 3x3 cells of its peak: high on faces, low
@@ -136,7 +137,13 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
 
     def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Un-normalised head outputs: (embedding, factor logits, landmark fractions [B, L, 2])."""
-        x, f2, prob = self._features(images)
+        return self.raw_with_maps(images)[1:]
+
+    def raw_with_maps(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor,
+                                                            torch.Tensor]:
+        """(`feature_maps`, then `raw`'s outputs) from one pass, for a caller that needs both."""
+        x, maps, prob = self._features(images)
+        f2 = maps[2]
         h = self.trunk(self.block3(f2))
         b, n, hh, ww = prob.shape
         xs = (torch.arange(ww, dtype=prob.dtype, device=prob.device) + 0.5) / ww
@@ -144,7 +151,7 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
         lm = torch.stack([(prob.sum(2) * xs).sum(2), (prob.sum(3) * ys).sum(2)], dim=2)
         colours = F.grid_sample(x, (lm * 2 - 1).unsqueeze(1), mode="bilinear", align_corners=False).flatten(1)
         factors = self.factor_head(torch.cat([f2.flatten(1), (lm.flatten(1) - 0.5) * 4, (colours - 0.5) * 2], dim=1))
-        return self.identity_head(h), factors, lm
+        return maps, self.identity_head(h), factors, lm
 
     def forward(self, images: torch.Tensor) -> Analysis:
         emb, logits, lm = self.raw(images)

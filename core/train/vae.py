@@ -10,7 +10,7 @@ latents drawn from the prior, one of the first `vp_dims` redrawn, both decoded, 
 both minimise Q's error in naming the redrawn dimension from the image difference.
 
 With `feature_weight` or `reading_weight` > 0 the frozen analyzer judges each reconstruction against its input: its
-early feature maps (`core.vae.feature_loss`) and its factor and landmark readings (`core.vae.reading_loss`). They
+early feature maps and its factor and landmark readings (`core.vae.analyzer_terms`). They
 make the decoder draw what a few pixels carry, which pixel BCE leaves out (the glasses; see docs/guide/vae.md).
 
 Each epoch logs the training loss terms, the validation ELBO (its negative: BCE + KL, in nats per image) and the
@@ -31,7 +31,7 @@ from core.imaging import save_grid
 from core.metrics.vp import VarPredNet, vp_loss
 from core.synthfaces.dataset import SynthFacesDataset
 from core.train.rundir import RunConfig, TrainingRun, part
-from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, evaluate_vae, feature_loss, reading_loss, vae_loss
+from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, analyzer_terms, evaluate_vae, vae_loss
 
 
 
@@ -143,12 +143,12 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                     out = trained(x)
                     loss, bce, kl = vae_loss(x, out, cfg.beta)
                     terms = {"loss": loss, "bce": bce, **({"kl": kl} if model.variational else {})}
-                    if cfg.feature_weight > 0:  # the reconstruction's feature maps match the input's
-                        terms["features"] = feature_loss(analyzer, out.recon, x)
-                        loss = loss + cfg.feature_weight * terms["features"]
-                    if cfg.reading_weight > 0:  # ... and so do its readings (factors, landmarks)
-                        terms["readings"] = reading_loss(analyzer, out.recon, x)
-                        loss = loss + cfg.reading_weight * terms["readings"]
+                    if analyzer is not None:  # the reconstruction's feature maps and readings match the input's
+                        judged = dict(zip(("features", "readings"), analyzer_terms(analyzer, out.recon, x)))
+                        for name, weight in (("features", cfg.feature_weight), ("readings", cfg.reading_weight)):
+                            if weight > 0:
+                                terms[name] = judged[name]
+                                loss = loss + weight * judged[name]
                     if Q is not None:  # the decoder and Q both minimise Q's error; the prior's latents
                         z = torch.randn(len(x), cfg.dim_z, generator=gen).to(x.device)
                         terms["loss_vp"], terms["vp_accuracy"] = vp_loss(model.decode, Q_train, z, model.decode(z),
