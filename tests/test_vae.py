@@ -170,7 +170,7 @@ def test_attribute_edits_on_a_tiny_vae_move_the_edited_factor_more_than_the_othe
     works: measured on this tiny model, the reading goes 0.04 -> 0.68 while the other factors move 0.13 on average.
     The smile is not linear in its codes (probe R^2 about 0, as in the shipped VAE) and does not move."""
     from core.analysis import load_analyzer
-    from core.reports.vae import edit_success
+    from core.reports.vae import edit_reports
     from core.vae import VAL_FIRST_IDENTITY, latent_means
     train_vae(tiny(tmp_path, name="edits", architecture="conv", width=16, train_identities=300, epochs=4),
               progress=False)
@@ -179,8 +179,10 @@ def test_attribute_edits_on_a_tiny_vae_move_the_edited_factor_more_than_the_othe
                            if k.startswith("model.")})
     model.eval()
     data = SynthFacesDataset(100, 4, 45, seed=4242, first_identity=VAL_FIRST_IDENTITY + 500_000)
-    direction = attribute_direction(latent_means(model, data.images), data.factors, "sunglasses")
-    e = edit_success(model, load_analyzer("synthfaces"), data.images, data.factors, direction, "sunglasses", 3.0)
+    codes = latent_means(model, data.images)
+    direction = attribute_direction(codes, data.factors, "sunglasses")
+    e, = edit_reports(model, load_analyzer("synthfaces"), data.images, data.factors, codes, {"sunglasses": direction},
+                      3.0)
     assert e.reading_after - e.reading_before > 2 * e.others_change
     assert e.success_rate > e.baseline_rate + 0.3 and e.linear_in_codes > 0.2
 

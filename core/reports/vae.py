@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.analysis.model import analyze
 from core.imaging import save_grid
 from core.metrics.ssim import ssim, ssim_map
 from core.synthfaces.factors import factor_index
@@ -85,26 +86,32 @@ def linear_probe_r2(codes: torch.Tensor, target: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def edit_success(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, factors: torch.Tensor,
-                 direction: torch.Tensor, name: str, strength: float = 1.0) -> EditReport:
-    """Edit images that lack the attribute: how far does the analyzer's reading of it move, how often does it then
-    read it, what else moves, and is identity kept? Also: does the reconstruction keep the attribute at all?"""
-    idx = factor_index(name)
+def edit_reports(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, factors: torch.Tensor,
+                 codes: torch.Tensor, directions: dict[str, torch.Tensor], strength: float = 1.0) -> list[EditReport]:
+    """For each attribute's vector, edit the images that lack the attribute: how far does the analyzer's reading
+    of it move, how often does it then read it, what else moves, and is identity kept? Also: is the attribute
+    linear in the codes (`latent_means` of the images), and does the reconstruction keep it at all? The
+    reconstructions and both images' readings are made once for every attribute."""
     model.eval()
-    whole = model(images, sample=False).recon
-    kept = torch.corrcoef(torch.stack([analyzer(images).factors[:, idx], analyzer(whole).factors[:, idx]]))[0, 1]
-    linear = linear_probe_r2(latent_means(model, images).cpu(), factors[:, idx].cpu())
-    lacking = ~has_attribute(factors, name)
-    x = images[lacking]
-    a_plain, a_edit = analyzer(whole[lacking]), analyzer(edit(model, x, direction, strength))
-    before, after = a_plain.factors[:, idx], a_edit.factors[:, idx]
-    others = torch.ones(a_plain.factors.shape[1], dtype=torch.bool)
-    others[idx] = False
-    return EditReport(name, strength, len(x), float(before.mean()), float(after.mean()),
-                      float((after > 0.5).float().mean()), float((before > 0.5).float().mean()),
-                      float((a_edit.factors - a_plain.factors)[:, others].abs().mean()),
-                      float((a_plain.embedding * a_edit.embedding).sum(1).mean()), float(kept.nan_to_num(0.0)),
-                      linear)
+    whole = model.decode(codes)
+    read_in, read_whole = analyze(analyzer, images), analyze(analyzer, whole)
+    reports = []
+    for name, direction in directions.items():
+        idx = factor_index(name)
+        kept = torch.corrcoef(torch.stack([read_in.factors[:, idx], read_whole.factors[:, idx]]))[0, 1]
+        lacking = ~has_attribute(factors, name)
+        edited = analyze(analyzer, model.decode(codes[lacking] + strength * direction))
+        plain_factors, plain_embedding = read_whole.factors[lacking], read_whole.embedding[lacking]
+        before, after = plain_factors[:, idx], edited.factors[:, idx]
+        others = torch.ones(plain_factors.shape[1], dtype=torch.bool)
+        others[idx] = False
+        reports.append(EditReport(
+            name, strength, int(lacking.sum()), float(before.mean()), float(after.mean()),
+            float((after > 0.5).float().mean()), float((before > 0.5).float().mean()),
+            float((edited.factors - plain_factors)[:, others].abs().mean()),
+            float((plain_embedding * edited.embedding).sum(1).mean()), float(kept.nan_to_num(0.0)),
+            linear_probe_r2(codes.cpu(), factors[:, idx].cpu())))
+    return reports
 
 
 def edits_markdown(name: str, edits: list[dict]) -> str:
@@ -143,13 +150,14 @@ def run_workflow(model: VAE, analyzer: torch.nn.Module, images: torch.Tensor, fa
     scatter(pca_2d(codes), factors, "PCA of latent means").write_html(out / "pca.html", include_plotlyjs="cdn")
     scatter(tsne_2d(codes[:1000]), factors[:1000], "t-SNE of latent means").write_html(out / "tsne.html",
                                                                                       include_plotlyjs="cdn")
-    report = {"validation": evaluate_vae(model, images, beta=1.0), "edits": []}
+    directions = {name: attribute_direction(codes, factors, name) for name in EDIT_ATTRIBUTES}
     strengths = [0.0, 0.5, 1.0, 1.5, 2.0]
-    for name in EDIT_ATTRIBUTES:
-        direction = attribute_direction(codes, factors, name)
+    for name, direction in directions.items():
         lacking = images[~has_attribute(factors, name)][:6]
         save_grid(edit_strip(model, lacking, direction, strengths), out / f"edit_{name}.png", len(strengths))
-        report["edits"].append(edit_success(model, analyzer, images, factors, direction, name, strength).__dict__)
+    report = {"validation": evaluate_vae(model, images, beta=1.0),
+              "edits": [e.__dict__ for e in edit_reports(model, analyzer, images, factors, codes, directions,
+                                                         strength)]}
     report["reconstruction_ssim_shown"] = scores.tolist()
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "edits.md").write_text(edits_markdown(out.name, report["edits"]))
