@@ -15,7 +15,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
-torch.set_num_threads(2)
+# One torch thread per pytest-xdist worker (the two workers share the 2 cores), two without xdist.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
