@@ -1,5 +1,5 @@
-"""VAE lab (Gradio): the LFW notebook's VAE in the suite, with its plain autoencoder as the baseline, and the same
-pair trained with the analyzer's terms, whose attribute edits show.
+"""VAE lab (Gradio): the LFW notebook's VAE in the suite, with its plain autoencoder as the baseline, the same pair
+trained with the analyzer's terms, and the guided VAE (attribute code dimensions), whose attribute edits show most.
 
     python -m apps.vae_lab [--models embedded] [--port 7864]
 
@@ -19,8 +19,9 @@ from core.models import load_models
 from core.vae import EDIT_ATTRIBUTES, SIDE, VAEEditor
 
 TITLE = "VAE lab"
-ROLES, OPTIONAL = ("vae",), ("feature_vae", "ae", "feature_ae")
-MODELS = {"feature VAE (conv, analyzer terms: edits that show)": "feature_vae", "VAE (notebook MLP, beta 1)": "vae",
+ROLES, OPTIONAL = ("vae",), ("guided_vae", "feature_vae", "ae", "feature_ae")
+MODELS = {"guided VAE (feature VAE + attribute dims: edits that show)": "guided_vae",
+          "feature VAE (conv, analyzer terms)": "feature_vae", "VAE (notebook MLP, beta 1)": "vae",
           "autoencoder baseline (same MLP, no KL)": "ae", "feature autoencoder (conv, analyzer terms)": "feature_ae"}
 
 
@@ -86,7 +87,8 @@ def build(page: VAEPage) -> gr.Blocks:
                     "without, from labelled SynthFaces faces). The plain autoencoder is the notebook's baseline: "
                     "sharper reconstructions, but its prior samples are not faces. The notebook's pixel loss leaves "
                     "the smile and thin eyeglasses out of the codes, so their vectors barely move them; the feature "
-                    "models, trained with the analyzer's terms as well, draw them (docs/guide/vae.md says why).")
+                    "models, trained with the analyzer's terms as well, draw the glasses, and the guided VAE, whose "
+                    "first code dimensions hold the three attributes, draws them strongest (docs/guide/vae.md).")
         model = gr.Radio(choices, value=choices[0], label="model")
         with gr.Row():
             seed = Number(value=3, precision=0, minimum=0, maximum=2 ** 31 - 1, label="face seed")

@@ -71,6 +71,7 @@ EMBEDDED = ModelSet("embedded", "SynthFaces models shipped in checkpoints/ (offl
     "ae": Checkpoint("synthfaces_ae", "vae"),
     "feature_vae": Checkpoint("synthfaces_feature_vae", "vae"),
     "feature_ae": Checkpoint("synthfaces_feature_ae", "vae"),
+    "guided_vae": Checkpoint("synthfaces_guided_vae", "vae"),
     "nice": Checkpoint("synthfaces_nice", "nice"),
     "encoder": Checkpoint("synthfaces_encoder", "encoder"),
 })

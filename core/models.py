@@ -1,7 +1,7 @@
 """The one model-set loader: a set (embedded, ffhq, hf:owner/name@rev) resolved once into the roles a page needs.
 
-Roles: generator, directions, nice, encoder, analyzer, vae, ae, feature_vae, feature_ae. A page declares the roles it
-cannot work without and those it uses when the set has them:
+Roles: generator, directions, nice, encoder, analyzer, vae, ae, feature_vae, feature_ae, guided_vae. A page declares
+the roles it cannot work without and those it uses when the set has them:
 
     ROLES, OPTIONAL = ("generator", "nice"), ("analyzer",)
     models = load_models("embedded", ROLES, OPTIONAL, device="cpu")
@@ -31,6 +31,7 @@ BUILDS = {
     "ae": "python -m core.train vae --config configs/ae_synthfaces45.yaml --ship",
     "feature_vae": "python -m core.train vae --config configs/vae_feature_synthfaces45.yaml --ship",
     "feature_ae": "python -m core.train vae --config configs/ae_feature_synthfaces45.yaml --ship",
+    "guided_vae": "python -m core.train vae --config configs/vae_guided_synthfaces45.yaml --ship",
     "encoder": "python -m core.train encoder --config configs/encoder_synthfaces64.yaml --ship --set "
                "generator=<generator>",
 }

@@ -13,6 +13,10 @@ With `feature_weight` or `reading_weight` > 0 the frozen analyzer judges each re
 early feature maps and its factor and landmark readings (`core.vae.analyzer_terms`). They
 make the decoder draw what a few pixels carry, which pixel BCE leaves out (the glasses; see docs/guide/vae.md).
 
+With `guided` factors and `guide_weight` > 0 the first code dimensions are trained to hold those factors (their true
+values, standardised over the training faces), as the excitation half of the guided VAE (Ding et al., 2020) does: a
+factor the ELBO finds too costly to encode (the smile) is then in the codes, and on one axis of them.
+
 Each epoch logs the training loss terms, the validation ELBO (its negative: BCE + KL, in nats per image) and the
 mean validation SSIM, and writes a grid of validation reconstructions above random faces from N(0, I).
 """
@@ -30,6 +34,7 @@ from core.config import from_dict, short
 from core.imaging import save_grid
 from core.metrics.vp import VarPredNet, vp_loss
 from core.synthfaces.dataset import SynthFacesDataset
+from core.synthfaces.factors import factor_index
 from core.train.rundir import RunConfig, TrainingRun, part
 from core.vae import SIDE, VAE, VAL_FIRST_IDENTITY, analyzer_terms, evaluate_vae, vae_loss
 
@@ -63,6 +68,8 @@ class VaeConfig(RunConfig):
     feature_weight: float = 0.0  # perceptual term weight (the analyzer's feature maps), nats per image (0 = off)
     reading_weight: float = 0.0  # analyzer-readings term weight (factors and landmarks of the reconstruction), nats
     analyzer: str = "synthfaces"  # the frozen analyzer of both terms
+    guided: str = ""  # e.g. "smile,eyeglasses": factors the first code dimensions are trained to hold, in order
+    guide_weight: float = 0.0  # weight of the guided dimensions' squared error, nats per image (0 = off)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +78,19 @@ class VaeConfig(RunConfig):
         if min(self.feature_weight, self.reading_weight) < 0 or (
                 max(self.feature_weight, self.reading_weight) > 0 and not self.analyzer):
             raise ValueError("feature_weight and reading_weight must be >= 0, and above 0 need an analyzer")
+        if self.guide_weight < 0 or (self.guide_weight > 0) != bool(self.guided):
+            raise ValueError("guide_weight must be >= 0, and above 0 exactly when `guided` names factors")
+        for name in self.guided_factors:
+            try:
+                factor_index(name)
+            except KeyError as e:
+                raise ValueError(f"guided: {e.args[0]}") from None
+        if len(self.guided_factors) > self.dim_z:
+            raise ValueError(f"guided names {len(self.guided_factors)} factors, more than dim_z ({self.dim_z})")
+
+    @property
+    def guided_factors(self) -> list[str]:
+        return [name for name in self.guided.split(",") if name]
 
 
 FAMILY = (("betas", "beta", float), ("vp_weights", "vp_weight", float), ("seeds", "seed", int))  # list, key, type
@@ -113,7 +133,10 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
     train = SynthFacesDataset(cfg.train_identities, cfg.per_identity, SIDE, seed=cfg.seed)
     val = SynthFacesDataset(cfg.val_identities, cfg.val_per_identity, SIDE, seed=cfg.seed + 999,
                             first_identity=VAL_FIRST_IDENTITY)
-    images = torch.utils.data.TensorDataset(train.images)
+    guided = train.factors[:, [factor_index(n) for n in cfg.guided_factors]]
+    if cfg.guided_factors:  # standardised, the prior's scale
+        guided = (guided - guided.mean(0)) / guided.std(0).clamp(min=1e-6)
+    images = torch.utils.data.TensorDataset(train.images, guided)
     analyzer = None
     if cfg.feature_weight > 0 or cfg.reading_weight > 0:
         from core.analysis import load_analyzer
@@ -136,7 +159,7 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
             t0, seen = time.time(), 0
             bar = tqdm(run.loader(images, cfg.batch_size, epoch), disable=not (progress and run.main),
                        desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}")
-            for (x,) in bar:
+            for x, target in bar:
                 if len(x) < 2:  # BatchNorm needs two samples
                     continue
                 with run.autocast():
@@ -149,6 +172,9 @@ def train_vae(cfg: VaeConfig, resume: bool = False, progress: bool = True) -> di
                             if weight > 0:
                                 terms[name] = judged[name]
                                 loss = loss + weight * judged[name]
+                    if cfg.guide_weight > 0:  # the first code dimensions hold the guided factors, standardised
+                        terms["guide"] = (out.mu[:, :target.shape[1]].float() - target).square().sum(1).mean()
+                        loss = loss + cfg.guide_weight * terms["guide"]
                     if Q is not None:  # the decoder and Q both minimise Q's error; the prior's latents
                         z = torch.randn(len(x), cfg.dim_z, generator=gen).to(x.device)
                         terms["loss_vp"], terms["vp_accuracy"] = vp_loss(model.decode, Q_train, z, model.decode(z),
