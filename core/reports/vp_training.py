@@ -143,7 +143,7 @@ def kept_rows(path: Path, sizes: dict[str, int]) -> dict[str, dict[str, Any]]:
     earlier = json.loads(path.read_text())
     if earlier.get("sizes") != sizes:
         raise ValueError(f"{path} was scored at other sizes: run without --update to score every VAE again")
-    return {r["model"]: r for r in earlier["rows"]}
+    return {r["model"]: r for r in earlier.get("rows", [])}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
