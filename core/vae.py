@@ -110,7 +110,7 @@ def analyzer_terms(analyzer: torch.nn.Module, recon: torch.Tensor,
     """(perceptual, readings): the frozen analyzer's judgement of reconstructions against their inputs, from one
     pass over each, both averaged over the batch. Pixel BCE at 45 px leaves out what a few pixels carry (a smile
     is the height of the mouth's corners, an eyeglass frame a line one pixel wide).
-    - perceptual: the mean squared difference of the analyzer's early feature maps (`feature_maps`), summed over
+    - perceptual: the mean squared difference of the analyzer's early feature maps (`raw_with_maps`), summed over
       its three stages (as the deep feature consistent VAE of Hou et al., 2017, does with VGG);
     - readings: the squared error of every factor reading in [0, 1] and of the landmarks (fractions of the side,
       x 10), summed per image."""

@@ -109,25 +109,21 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
                                    align_corners=False, antialias=True)
         return images
 
-    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The stem's and the first two blocks' activations (/2, /4, /8 of the analyzer's resolution): a perceptual
-        feature space for faces, as VGG's early layers are for photos."""
-        f0 = self.stem((self.prepare(images) - self.mean) * 2)
-        f1 = self.block1(f0)
-        return [f0, f1, self.block2(f1)]
-
     def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """(resized input, `feature_maps`, landmark heatmaps [B, L, h, w] as probabilities)."""
+        """(resized input, feature maps, landmark heatmaps [B, L, h, w] as probabilities). The feature maps are the
+        stem's and the first two blocks' activations (/2, /4, /8 of the analyzer's resolution): a perceptual feature
+        space for faces, as VGG's early layers are for photos."""
         x = self.prepare(images)
-        maps = self.feature_maps(x)
-        f0, f1, f2 = maps
+        f0 = self.stem((x - self.mean) * 2)
+        f1 = self.block1(f0)
+        f2 = self.block2(f1)
         up = F.interpolate(self.landmark_lateral(f2), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         heat = self.landmark_head(torch.cat([f1, up], dim=1))
         if hasattr(self, "landmark_refine"):
             heat = F.interpolate(heat, size=f0.shape[-2:], mode="bilinear", align_corners=False)
             heat = heat + self.landmark_refine(torch.cat([f0, heat], dim=1))
         b, n, hh, ww = heat.shape
-        return x, maps, torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
+        return x, [f0, f1, f2], torch.softmax(heat.view(b, n, hh * ww), dim=2).view(b, n, hh, ww)
 
     def landmark_confidence(self, images: torch.Tensor) -> torch.Tensor:
         """[B] mean over landmarks of the heatmap probability within 3x3 cells of its peak: high on faces, low
@@ -141,7 +137,7 @@ class FaceAnalyzer(torch.nn.Module, Pretrained):
 
     def raw_with_maps(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor,
                                                             torch.Tensor]:
-        """(`feature_maps`, then `raw`'s outputs) from one pass, for a caller that needs both."""
+        """(the feature maps of `_features`, then `raw`'s outputs) from one pass, for a caller that needs both."""
         x, maps, prob = self._features(images)
         f2 = maps[2]
         h = self.trunk(self.block3(f2))
