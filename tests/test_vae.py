@@ -11,7 +11,7 @@ from core.metrics.ssim import ssim
 from core.synthfaces import factor_index
 from core.synthfaces.dataset import SynthFacesDataset
 from core.train.rundir import RunDir
-from core.train.vae import VaeConfig, train_vae
+from core.train.vae import VaeConfig, export_model, train_vae
 from core.vae import INPUT, VAE, VAEOutput, prepare_images, vae_loss
 from core.reports.vae import linear_probe_r2, pca_2d, reconstructions, run_workflow
 from core.vae import attribute_direction, edit, has_attribute, interpolate
@@ -84,11 +84,9 @@ def test_training_improves_resumes_and_ships(tmp_path):
     assert [x["epoch"] for x in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
             if "epoch" in x] == [0, 1, 2, 3]
     shipped = VAE.from_pretrained(tmp_path / "ship" / "vae.safetensors")  # stored as float16, loads as float32
-    tensors, _ = run.latest()
-    full = VAE(16)
-    full.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    full = export_model(*run.latest())[1]
     x = SynthFacesDataset(2, 2, 45, seed=5).images
-    assert torch.allclose(shipped(x, sample=False).recon, full.eval()(x, sample=False).recon, atol=2e-2)
+    assert torch.allclose(shipped(x, sample=False).recon, full(x, sample=False).recon, atol=2e-2)
 
 
 def test_beta_family_in_one_command(tmp_path):
@@ -184,10 +182,7 @@ def test_attribute_edits_on_a_tiny_vae_move_the_edited_factor_more_than_the_othe
     from core.vae import VAL_FIRST_IDENTITY, latent_means
     train_vae(tiny(tmp_path, name="edits", architecture="conv", width=16, train_identities=300, epochs=4),
               progress=False)
-    model = VAE(16, "conv", 16)
-    model.load_state_dict({k[6:]: v for k, v in RunDir(tmp_path / "edits").latest()[0].items()
-                           if k.startswith("model.")})
-    model.eval()
+    model = export_model(*RunDir(tmp_path / "edits").latest())[1]  # in eval mode
     data = SynthFacesDataset(100, 4, 45, seed=4242, first_identity=VAL_FIRST_IDENTITY + 500_000)
     codes = latent_means(model, data.images)
     direction = attribute_direction(codes, data.factors, "sunglasses")
@@ -205,12 +200,10 @@ def test_guided_dimensions_hold_their_factor(tmp_path):
     from core.vae import VAL_FIRST_IDENTITY, latent_means
     train_vae(tiny(tmp_path, name="guided", architecture="conv", width=16, train_identities=300, epochs=4,
                    guided="eyeglasses", guide_weight=1000.0), progress=False)
-    model = VAE(16, "conv", 16)
-    model.load_state_dict({k[6:]: v for k, v in RunDir(tmp_path / "guided").latest()[0].items()
-                           if k.startswith("model.")})
+    model = export_model(*RunDir(tmp_path / "guided").latest())[1]
     data = SynthFacesDataset(100, 4, 45, seed=4242, first_identity=VAL_FIRST_IDENTITY + 500_000)
     truth = data.factors[:, factor_index("eyeglasses")]
-    codes = latent_means(model.eval(), data.images)
+    codes = latent_means(model, data.images)
     assert linear_probe_r2(codes, truth) > 0.35 and torch.corrcoef(torch.stack([codes[:, 0], truth]))[0, 1] > 0.5
     with pytest.raises(ValueError, match="above 0 exactly when `guided` names factors"):
         tiny(tmp_path, guide_weight=1.0)
