@@ -66,11 +66,13 @@ def landmark_readings(landmarks: np.ndarray, width: int, height: int) -> np.ndar
 
 
 class LandmarkLabeller:
-    """Real faces read by a face backend (dlib, insightface) from their 68 landmarks."""
+    """Real faces read by a face backend (dlib, insightface) from their 68 landmarks, and the attributes its models
+    read where it has any (insightface's genderage: age, gender)."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
-        self.names = list(LANDMARK_READINGS)
+        self.attributes = list(getattr(backend, "attributes", ()))
+        self.names = list(LANDMARK_READINGS) + self.attributes
 
     def __call__(self, images: torch.Tensor) -> Labels:
         values = torch.full((len(images), len(self.names)), float("nan"))
@@ -81,10 +83,14 @@ class LandmarkLabeller:
             if not faces:
                 continue
             face = max(faces, key=lambda f: f.area)
-            lm68 = face.landmarks if face.landmarks is not None and len(face.landmarks) == 68 else None
-            if lm68 is None:
+            if face.landmarks is None or len(face.landmarks) != 68:
                 continue
-            values[i] = torch.from_numpy(landmark_readings(lm68, photo.shape[1], photo.shape[0])).float()
+            try:
+                readings = landmark_readings(face.landmarks, photo.shape[1], photo.shape[0])
+            except ValueError:  # no head pose for these landmarks: counted as a face not found
+                continue
+            extra = [face.attributes.get(name, float("nan")) for name in self.attributes]
+            values[i] = torch.tensor([*readings, *extra], dtype=torch.float32)
             found[i] = True
         return Labels(values, self.names, found)
 

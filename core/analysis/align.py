@@ -9,7 +9,7 @@ outside the photo is filled by reflection (the recipe also blurs that padding; w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -21,13 +21,16 @@ POINTS = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
 @dataclass
 class DetectedFace:
     """One face found in a photo: box (x0, y0, x1, y1), detector score, 5 key points [5, 2] in POINTS order,
-    dense landmarks [L, 2] where the backend has them, identity embedding where it computes one."""
+    dense landmarks [L, 2] where the backend has them (68 in the iBUG layout where it can), identity embedding
+    where it computes one, and the attributes its models read (insightface's genderage: age in years, gender 1
+    for male and 0 for female)."""
 
     bbox: np.ndarray
     score: float
     points: np.ndarray
     landmarks: Optional[np.ndarray] = None
     embedding: Optional[np.ndarray] = None
+    attributes: dict[str, float] = field(default_factory=dict)
 
     @property
     def area(self) -> float:

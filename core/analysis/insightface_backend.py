@@ -1,6 +1,7 @@
-"""insightface for real faces, through the insightface package itself: detection, 5 key points, 106 landmarks and
-the ArcFace embedding (`insightface.app.FaceAnalysis` over a model pack such as buffalo_l), and the same
-recognition and landmark ONNX models made differentiable with onnx2torch, for the DisGAN losses.
+"""insightface for real faces, through the insightface package itself (`insightface.app.FaceAnalysis` over a
+model pack such as buffalo_l): detection, 5 key points, 68 landmarks (106 where the pack has no 3D landmark model),
+the ArcFace embedding, and age and gender where the pack has its genderage model; and the same recognition and
+landmark ONNX models made differentiable with onnx2torch, for the DisGAN losses.
 
 Model packs: `<root>/models/<pack>/*.onnx`. Offline, a pack must already be there (nothing is fetched and a missing
 one is a clear error); with `allow_download=True` (a Space with internet) FaceAnalysis fetches it as it normally
@@ -36,8 +37,16 @@ def _missing(folder: Path) -> FaceModelUnavailable:
         f"them. Licence: {LICENCE}")
 
 
+def _landmarks(face) -> np.ndarray | None:
+    """A face's 68 landmarks [68, 2] where insightface gave them, else its 106, else None."""
+    if face.landmark_3d_68 is not None:
+        return np.asarray(face.landmark_3d_68, float)[:, :2]
+    return None if face.landmark_2d_106 is None else np.asarray(face.landmark_2d_106, float)
+
+
 class InsightFaces:
-    """insightface.app.FaceAnalysis over a local pack: faces with box, key points, 106 landmarks and embedding."""
+    """insightface.app.FaceAnalysis over a local pack: faces with box, key points, landmarks, embedding
+    and the pack's attributes."""
 
     name = "insightface"
     licence = LICENCE
@@ -59,14 +68,21 @@ class InsightFaces:
             raise _missing(folder)
         self.app.prepare(ctx_id=-1, det_size=(det_size, det_size))
 
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The attributes this pack reads besides landmarks: age and gender where it has a genderage model."""
+        return ("age", "gender") if "genderage" in self.app.models else ()
+
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """Faces in an RGB uint8 photo (insightface takes BGR)."""
+        """Faces in an RGB uint8 photo (insightface takes BGR). The landmarks are the pack's 68 (iBUG layout, from
+        its 3D landmark model, x and y) where it has that model, else its 106."""
         with warnings.catch_warnings():  # its norm_crop uses a scikit-image call deprecated in 0.26
             warnings.simplefilter("ignore", FutureWarning)
             faces = self.app.get(np.ascontiguousarray(image[:, :, ::-1]))
         return [DetectedFace(np.asarray(f.bbox, float), float(f.det_score), np.asarray(f.kps, float),
-                             None if f.landmark_2d_106 is None else np.asarray(f.landmark_2d_106, float),
-                             None if f.embedding is None else np.asarray(f.normed_embedding, float)) for f in faces]
+                             _landmarks(f), None if f.embedding is None else np.asarray(f.normed_embedding, float),
+                             {} if f.age is None else {"age": float(f.age), "gender": float(f.gender)})
+                for f in faces]
 
     @staticmethod
     def distance(a: np.ndarray, b: np.ndarray) -> float:
