@@ -92,6 +92,29 @@ def test_a_build_goes_on_where_it_stopped_and_refuses_another_generator(built, c
     assert set(out.glob("*.safetensors")) == set(before) | {out / "encoder.safetensors"}
 
 
+def test_the_rebuild_report_compares_a_built_set_with_the_shipped_figures(built, tmp_path):
+    from core.reports import rebuild
+    root, _, _ = built
+    out = tmp_path / "report"
+    assert rebuild.main(["--set", str(root / "set"), "--out", str(out), "--quick"]) == 0
+    result = json.loads((out / "report.json").read_text())
+    built_r2 = json.loads((root / "set" / "directions.json").read_text())["directions"]
+    shipped = json.loads((rebuild.resolve_checkpoint(rebuild.SHIPPED_DIRECTIONS).with_suffix(".json")).read_text())
+    supervised = {n for n, d in shipped["directions"].items() if d["kind"] == "supervised"}
+    rows = {r["what"]: r for r in result["rows"]}
+    assert {w for w in rows if w.startswith("direction ")} == {f"direction {n}: R²" for n in supervised}
+    for name in supervised:
+        row = rows[f"direction {name}: R²"]
+        assert row["rebuilt"] == built_r2[name]["quality"] and row["shipped"] == shipped["directions"][name]["quality"]
+        assert row["holds"] == (abs(row["rebuilt"] - row["shipped"]) <= rebuild.TOLERANCE["r2"])
+    nice = [r for r in result["rows"] if r["what"].startswith(("NICE", "DCI D of the NICE"))]
+    assert len(nice) == 4 and nice[-1]["holds"] == (nice[-1]["rebuilt"] > 0)
+    assert nice[0]["rebuilt"] == result["nice_report"]["spaces"]["NICE"]["similarity_to_identity_donor"]
+    assert all(isinstance(s, float) and s >= 0 for s in result["stages"].values())  # every stage finished, timed
+    assert "| holds |" in (out / "report.md").read_text()
+    assert rebuild.main(["--set", str(tmp_path), "--out", str(tmp_path / "none")]) == 2  # not a build: refused
+
+
 def test_bad_generators_and_labellers_are_refused_clearly(built, tmp_path):
     from core.build import main
     from core.checkpoints import CheckpointError
