@@ -25,9 +25,10 @@ from core.checkpoints import resolve_checkpoint
 from core.reports import write_report
 
 SHIPPED_DIRECTIONS = "synthfaces_stylegan3_directions"
-SHIPPED_NICE_REPORT = Path("docs/nice/report.json")
-SHIPPED_CARD = Path("docs/report_card/report.json")
-NICE_CONFIG = "configs/nice_synthfaces.yaml"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SHIPPED_NICE_REPORT = DOCS / "nice" / "report.json"
+SHIPPED_CARD = DOCS / "report_card" / "report.json"
+NICE_CONFIG = str(DOCS.parent / "configs" / "nice_synthfaces.yaml")
 STAGES = ("pca", "labels", "directions", "nice", "encoder", "reports")
 # How far a rebuilt figure may lie from the shipped one: the same seeds give the same labels and directions on any
 # machine up to float rounding; NICE training and the metrics' own sampling move their figures by a few hundredths.
@@ -62,8 +63,9 @@ def nice_rows(set_dir: Path, quick: bool = False, progress: bool = True) -> tupl
     cfg = replace(load_config(WorldConfig, NICE_CONFIG, known_only=True),
                   generator=str(set_dir / "generator.safetensors"))
     sizes = (QUICK_SAMPLES, QUICK_PAIRS) if quick else (shipped["samples"], shipped["pairs"])
-    rebuilt, _ = report(replace(cfg, disc_steps=QUICK_PROBE_STEPS) if quick else cfg, str(set_dir / "nice.safetensors"),
-                        *sizes, progress=progress, dci_trees=QUICK_TREES if quick else 100)
+    rebuilt, _ = report(replace(cfg, disc_steps=QUICK_PROBE_STEPS) if quick else cfg,
+                        str(set_dir / "nice.safetensors"), *sizes, progress=progress,
+                        dci_trees=QUICK_TREES if quick else 100)
     rows = [_row(f"NICE: {key.replace('_', ' ')}", shipped["spaces"]["NICE"][key], rebuilt["spaces"]["NICE"][key],
                  TOLERANCE[key])
             for key in ("similarity_to_identity_donor", "similarity_to_attribute_donor", "dci_disentanglement")]
