@@ -92,7 +92,7 @@ def test_a_build_goes_on_where_it_stopped_and_refuses_another_generator(built, c
     assert set(out.glob("*.safetensors")) == set(before) | {out / "encoder.safetensors"}
 
 
-def test_the_rebuild_report_compares_a_built_set_with_the_shipped_figures(built, tmp_path):
+def test_the_rebuild_report_compares_a_built_set_with_the_shipped_figures(built, tmp_path, monkeypatch):
     from core.reports import rebuild
     root, _, _ = built
     out = tmp_path / "report"
@@ -112,6 +112,13 @@ def test_the_rebuild_report_compares_a_built_set_with_the_shipped_figures(built,
     assert nice[0]["rebuilt"] == result["nice_report"]["spaces"]["NICE"]["similarity_to_identity_donor"]
     assert all(isinstance(s, float) and s >= 0 for s in result["stages"].values())  # every stage finished, timed
     assert "| holds |" in (out / "report.md").read_text()
+
+    def scored_again(*args, **kwargs):
+        raise AssertionError("--update scored the same NICE again")
+
+    monkeypatch.setattr(rebuild, "nice_rows", scored_again)
+    assert rebuild.main(["--set", str(root / "set"), "--out", str(out), "--update"]) == 0
+    assert json.loads((out / "report.json").read_text())["rows"] == result["rows"]  # kept, not scored again
     assert rebuild.main(["--set", str(tmp_path), "--out", str(tmp_path / "none")]) == 2  # not a build: refused
 
 

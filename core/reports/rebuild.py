@@ -3,7 +3,7 @@ publishes, each with a stated tolerance, and what each stage of the build cost.
 
     python -m core.build --generator synthfaces_stylegan3 --labeller synthfaces --out sets/synthfaces_full \
         --encoder-steps 1000
-    python -m core.reports.rebuild --set sets/synthfaces_full [--out docs/rebuild]
+    python -m core.reports.rebuild --set sets/synthfaces_full [--out docs/rebuild] [--update]
 
 Compared, where the build has got that far:
 - supervised directions: each label's R^2, rebuilt against checkpoints/synthfaces_stylegan3_directions;
@@ -35,6 +35,7 @@ STAGES = ("pca", "labels", "directions", "nice", "encoder", "reports")
 TOLERANCE = {"r2": 0.02, "similarity_to_identity_donor": 0.05, "similarity_to_attribute_donor": 0.05,
              "dci_disentanglement": 0.03}
 CARD_SPACES = ("generator-z", "generator-w", "generator-nice")
+NICE_ROWS = ("NICE:", "DCI D of the NICE codes over W's")  # how the NICE report's rows begin
 QUICK_SAMPLES, QUICK_PAIRS, QUICK_PROBE_STEPS, QUICK_TREES = 40, 4, 5, 20  # --quick: a smoke test, not a report
 
 
@@ -66,12 +67,12 @@ def nice_rows(set_dir: Path, quick: bool = False, progress: bool = True) -> tupl
     rebuilt, _ = report(replace(cfg, disc_steps=QUICK_PROBE_STEPS) if quick else cfg,
                         str(set_dir / "nice.safetensors"), *sizes, progress=progress,
                         dci_trees=QUICK_TREES if quick else 100)
-    rows = [_row(f"NICE: {key.replace('_', ' ')}", shipped["spaces"]["NICE"][key], rebuilt["spaces"]["NICE"][key],
-                 TOLERANCE[key])
+    rows = [_row(f"{NICE_ROWS[0]} {key.replace('_', ' ')}", shipped["spaces"]["NICE"][key],
+                 rebuilt["spaces"]["NICE"][key], TOLERANCE[key])
             for key in ("similarity_to_identity_donor", "similarity_to_attribute_donor", "dci_disentanglement")]
     d_nice, d_w = (rebuilt["spaces"][s]["dci_disentanglement"] for s in ("NICE", "W"))
     gain = shipped["spaces"]["NICE"]["dci_disentanglement"] - shipped["spaces"]["W"]["dci_disentanglement"]
-    rows.append({"what": "DCI D of the NICE codes over W's: above 0", "shipped": gain, "rebuilt": d_nice - d_w,
+    rows.append({"what": f"{NICE_ROWS[1]}: above 0", "shipped": gain, "rebuilt": d_nice - d_w,
                  "tolerance": None, "holds": d_nice > d_w})
     return rows, rebuilt
 
@@ -119,19 +120,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--set", required=True, help="the folder the build wrote (e.g. sets/synthfaces_full)")
     p.add_argument("--out", default="docs/rebuild")
     p.add_argument("--quick", action="store_true", help="smoke-test sizes for the NICE report (not a comparison)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the NICE rows of the report already in --out when the set's NICE is the same file")
     args = p.parse_args(argv)
     set_dir = Path(args.set)
     if not (set_dir / "build.json").is_file():
         print(f"error: {set_dir} holds no build (no build.json): run python -m core.build first", file=sys.stderr)
         return 2
     rows = direction_rows(set_dir) if (set_dir / "directions.json").is_file() else []
-    nice_report = None
+    nice_report, nice_sha = None, None
     if (set_dir / "nice.safetensors").is_file():
-        more, nice_report = nice_rows(set_dir, args.quick)
-        rows += more
+        nice_sha = json.loads((set_dir / "nice.json").read_text()).get("sha256")
+        old = Path(args.out) / "report.json"
+        kept = json.loads(old.read_text()) if args.update and old.is_file() else {}
+        if nice_sha and kept.get("nice_sha256") == nice_sha:  # the same NICE, scored already: its rows are kept
+            nice_report = kept["nice_report"]
+            rows += [r for r in kept["rows"] if r["what"].startswith(NICE_ROWS)]
+        else:
+            more, nice_report = nice_rows(set_dir, args.quick)
+            rows += more
     rows += card_rows(set_dir)
     result = {"set": str(set_dir), "build": json.loads((set_dir / "build.json").read_text()), "rows": rows,
-              "stages": stage_times(set_dir), "nice_report": nice_report}
+              "stages": stage_times(set_dir), "nice_report": nice_report, "nice_sha256": nice_sha}
     write_report(Path(args.out), result, markdown(result))
     return 0
 
